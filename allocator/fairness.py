@@ -41,11 +41,28 @@ import numpy as np
 from allocator.problem import AllocationProblem
 
 TOP_SHARE = 0.05
+_EPS = 1e-9
+
+
+def _most(share: float, n: int) -> int:
+    # The count rule of allocator.build.max_count: a maximum share allows floor(share × n).
+    return math.floor(share * n + _EPS)
+
+
+def _least(share: float, n: int) -> int:
+    # allocator.build.min_count: a minimum share asks for ceil(share × n).
+    return math.ceil(share * n - _EPS)
 
 
 @dataclass(frozen=True)
 class TierShare:
-    """What one tier received, beside what the policy allows it."""
+    """What one tier received, beside what the policy allows it.
+
+    ``share`` is of the assigned leads; the policy's shares are counts of the
+    round size ``N`` (``ceil(min_share × N)`` to ``floor(max_share × N)``, as
+    the solver and the checker read them), and ``within_policy`` compares the
+    tier's lead count with those counts (``None`` when the policy sets none).
+    """
 
     tier: str
     partners: int
@@ -55,6 +72,8 @@ class TierShare:
     expected_share: float
     policy_min_share: float | None
     policy_max_share: float | None
+    policy_min_leads: int | None
+    policy_max_leads: int | None
     within_policy: bool | None
 
 
@@ -292,21 +311,20 @@ def _tier_shares(
 ) -> tuple[TierShare, ...]:
     names = [t.name for t in problem.tiers]
     names += [str(t) for t in dict.fromkeys(problem.partner_tier.tolist()) if t not in names]
-    total_leads = int(leads.sum())
     total_exp = float(exp.sum())
     out = []
     for name in names:
         member = problem.partner_tier == name
         rule = next((t for t in problem.tiers if t.name == name), None)
         n = int(leads[member].sum())
-        share = n / total_leads if total_leads else 0.0
+        share = n / int(leads.sum()) if leads.sum() else 0.0
         lo = rule.min_share if rule else None
         hi = rule.max_share if rule else None
+        lo_n = _least(lo, problem.round_size) if lo is not None else None
+        hi_n = _most(hi, problem.round_size) if hi is not None else None
         within: bool | None = None
-        if (lo is not None or hi is not None) and total_leads:
-            # One lead of slack: the solver turns shares into whole-lead counts.
-            slack = 1.0 / total_leads
-            within = (lo is None or share >= lo - slack) and (hi is None or share <= hi + slack)
+        if lo_n is not None or hi_n is not None:
+            within = (lo_n is None or n >= lo_n) and (hi_n is None or n <= hi_n)
         out.append(
             TierShare(
                 tier=name,
@@ -317,6 +335,8 @@ def _tier_shares(
                 expected_share=float(exp[member].sum()) / total_exp if total_exp > 0 else 0.0,
                 policy_min_share=lo,
                 policy_max_share=hi,
+                policy_min_leads=lo_n,
+                policy_max_leads=hi_n,
                 within_policy=within,
             )
         )

@@ -70,7 +70,11 @@ def test_metrics_by_hand(problem):
     gold, bronze, silver = m.tiers
     assert (gold.tier, gold.leads, gold.partners) == ("gold", 3, 2)
     assert gold.share == pytest.approx(1.0) and gold.within_policy is False
+    # Shares are counts of the round size N = 4: gold 2..floor(2.4) = 2, bronze ceil(0.8) = 1.
+    assert (gold.policy_min_leads, gold.policy_max_leads) == (2, 2)
     assert (bronze.tier, bronze.leads, bronze.share) == ("bronze", 0, 0.0)
+    assert (bronze.policy_min_leads, bronze.policy_max_leads) == (1, None)
+    assert bronze.within_policy is False
     assert silver.tier == "silver" and silver.partners == 0 and silver.within_policy is None
 
 
@@ -80,6 +84,10 @@ def test_worst_off_share_when_everyone_gets_more_than_entitlement(problem):
     assert m.worst_off_partner == "P1"
     assert m.worst_off_share == pytest.approx(6 / 11)
     assert m.high_intent_top_share == pytest.approx(1 / 3)  # L1->P2, L2->P1, L4->P3
+    gold, bronze, _ = m.tiers
+    assert gold.leads == 3 and gold.within_policy is False  # at most 2 of 4
+    assert bronze.leads == 1 and bronze.within_policy is True
+    assert gold.expected_share == pytest.approx((0.3 + 0.4 + 0.6) / 2.1)
 
 
 def test_expected_overrides_score(problem):
