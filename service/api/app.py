@@ -1,0 +1,91 @@
+"""The app factory: settings in, a FastAPI app with its database and model out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.errors import install_handlers
+from service.api.model_state import load_model_state, not_loaded
+from service.api.routes import (
+    assignments,
+    audit,
+    health,
+    history,
+    leads,
+    models,
+    partners,
+    policies,
+    rounds,
+)
+from service.db import migrate
+from service.db.engine import make_engine, make_sessionmaker
+from service.settings import Settings
+
+DESCRIPTION = """\
+Distributes inbound sales leads to channel partners: load partners and leads,
+run allocation rounds under a policy, read every assignment with its reasons,
+the round's fairness figures and the audit trail.
+
+Every route except `/health` needs an API key in the `X-API-Key` header
+(`fairlead keys create --role admin`). Bad input is a 422 listing every problem
+with its row, column, value and rule; an infeasible policy is a 409 naming the
+rules in conflict.
+"""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.migrate_on_start:
+        migrate.upgrade(app.state.engine)
+    app.state.model = load_model_state(settings.model_dir)
+    try:
+        yield
+    finally:
+        app.state.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to :class:`Settings` read from the ``FAIRLEAD_*`` environment.
+
+    Returns
+    -------
+    FastAPI
+        On startup (lifespan) it migrates the database to the newest schema
+        (``settings.migrate_on_start``) and loads the promoted model from
+        ``settings.model_dir`` when that registry exists.
+    """
+    settings = settings or Settings()
+    app = FastAPI(
+        title="fairlead",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.model = not_loaded()
+    install_handlers(app)
+    for module in (
+        health,
+        partners,
+        leads,
+        history,
+        policies,
+        rounds,
+        assignments,
+        models,
+        audit,
+    ):
+        app.include_router(module.router)
+    app.include_router(health.me_router)
+    return app

@@ -1,0 +1,147 @@
+"""Running a round for the API: stored state -> ``service.pipeline.run_round`` -> a stored round.
+
+:func:`plan_round` reads the partners and the leads without a live assignment,
+validates them with the data contract (the policy's tiers included), stores the
+policy in the same transaction, scores and solves; :func:`service.db.rounds.store_round`
+then commits everything at once or nothing.  A failed round — bad data, an
+infeasible policy, a lead taken by a concurrent round — leaves no trace but
+its error (its policy is not stored either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from allocator.errors import InputError, InputProblem
+from allocator.policy import Policy
+from service.api.errors import ConflictError, NotFoundError
+from service.api.model_state import ModelState
+from service.api.schemas import RoundCreate
+from service.contract import validate_leads, validate_partners
+from service.db import leads as leads_repo
+from service.db import partners as partners_repo
+from service.db import policies as policies_repo
+from service.db import rounds as rounds_repo
+from service.db.keys import Principal
+from service.db.records import jsonable, leads_frame, partners_frame
+from service.db.tables import StoredPolicy
+from service.pipeline import run_round
+
+_EXPLANATION_COLUMNS = (
+    "n_eligible", "best_partner_id", "best_score", "reason_kind", "stopped_by_rule",
+    "stopped_by_partner", "price", "price_source", "excluded",
+)
+
+
+def resolve_policy(session: Session, body: RoundCreate,
+                   caller: Principal) -> tuple[StoredPolicy, Policy]:
+    """The round's policy: a stored one by id, or the one given (stored, not yet committed)."""
+    if body.policy_id is not None:
+        row = session.get(StoredPolicy, body.policy_id)
+        if row is None:
+            raise NotFoundError("policy", body.policy_id)
+        return row, policies_repo.load_stored(row)
+    assert body.policy is not None  # RoundCreate requires one of the two
+    policy, data = policies_repo.parse_policy(body.policy.body, body.policy.toml)
+    row, _ = policies_repo.store_policy(session, policy, data, body.policy.toml, caller.actor,
+                                        caller.role)
+    return row, policy
+
+
+def _round_leads(session: Session, requested: list[str] | None) -> list[Any]:
+    if requested is None:
+        leads = list(leads_repo.pending_leads(session))
+        if not leads:
+            raise ConflictError("No lead is waiting for allocation: every stored lead has a "
+                                "live assignment (or none was ingested).")
+        return leads
+    wanted = list(dict.fromkeys(requested))
+    stored = leads_repo.leads_by_id(session, wanted)
+    unknown = [lid for lid in wanted if lid not in stored]
+    if unknown:
+        raise InputError([
+            InputProblem("round request", None, "lead_ids", lid, f"lead {lid!r} was never "
+                         "ingested") for lid in unknown[:20]
+        ])
+    held = rounds_repo.live_holders(session, wanted)
+    if held:
+        shown = ", ".join(f"{lid} (round {rid})" for lid, rid in list(held.items())[:20])
+        raise ConflictError(f"{len(held)} requested lead(s) already have a live assignment: "
+                            f"{shown}.", ids=sorted(held))
+    return [stored[lid] for lid in sorted(wanted)]
+
+
+def _planned(row: Mapping[Any, Any]) -> rounds_repo.PlannedAssignment:
+    own = str(row["partner_id"])
+    explanation = jsonable({k: row.get(k) for k in _EXPLANATION_COLUMNS})
+    named = {str(row.get(k) or "") for k in ("best_partner_id", "stopped_by_partner")}
+    rank = row.get("rank")
+    return rounds_repo.PlannedAssignment(
+        lead_id=str(row["lead_id"]), partner_id=own, score=float(row["score"]),
+        rank=None if rank is None or pd.isna(rank) else int(rank),
+        reason=str(row["reason"]), explanation=explanation,
+        named_partners=tuple(sorted(n for n in named if n and n != own)),
+    )
+
+
+def plan_round(session: Session, body: RoundCreate, caller: Principal, model: ModelState,
+               time_limit_s: float | None) -> rounds_repo.RoundPlan:
+    """Score and solve a round over the stored leads without a live assignment.
+
+    Raises
+    ------
+    InputError
+        Stored data that breaks the contract under this policy (a tier the
+        policy does not name, ...), unknown lead ids, a bad inline policy.
+    InfeasiblePolicyError
+        The policy cannot be met; names the rules in conflict.
+    ConflictError
+        No lead to allocate, no partner, or requested leads already assigned.
+    NotFoundError
+        An unknown ``policy_id``.
+    """
+    policy_row, policy = resolve_policy(session, body, caller)
+    leads = _round_leads(session, body.lead_ids)
+    partners = partners_repo.all_partners(session)
+    if not partners:
+        raise ConflictError("No partner is loaded: POST /partners first.")
+    partners_df = validate_partners(partners_frame(partners), file="stored partners",
+                                    policy=policy)
+    leads_df = validate_leads(leads_frame(leads), file="stored leads")
+    rejected = pd.DataFrame(rounds_repo.rejected_pairs(session),
+                            columns=["lead_id", "partner_id"])
+    limit = policy.time_limit_s if time_limit_s is None else min(policy.time_limit_s,
+                                                                 time_limit_s)
+    result = run_round(partners_df, leads_df, policy, scorer=model.model,
+                       rejected=rejected if len(rejected) else None, time_limit_s=limit)
+    per_lead = result.explanation.leads
+    assigned = per_lead[per_lead["status"] == "assigned"]
+    unassigned = per_lead[per_lead["status"] == "unassigned"]
+    summary = dict(result.summary)
+    summary["policy"] = {"id": policy_row.id, "content_hash": policy_row.content_hash}
+    summary["model_version"] = model.version
+    summary["unassigned"] = [
+        {"lead_id": str(r.lead_id), "reason": str(r.reason)}
+        for r in unassigned.itertuples(index=False)
+    ]
+    return rounds_repo.RoundPlan(
+        policy_id=policy_row.id,
+        lead_ids=tuple(str(x) for x in leads_df["lead_id"]),
+        assignments=tuple(_planned(r) for r in assigned.to_dict("records")),
+        summary=jsonable(summary),
+        status=str(result.allocation.status),
+        n_held_back=len(result.scored.held_back),
+        objective=_finite(result.allocation.objective),
+        bound=_finite(result.allocation.bound),
+        gap=_finite(result.allocation.gap),
+        model_version=model.version,
+    )
+
+
+def _finite(x: float) -> float | None:
+    value = float(x)
+    return value if value == value and abs(value) != float("inf") else None

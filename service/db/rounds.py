@@ -1,0 +1,231 @@
+"""Storing a round: one transaction, all of its assignments or none.
+
+A round is planned from a snapshot (the leads without a live assignment) and
+then stored.  Between the two another round may have taken some of those
+leads; the partial unique index ``uq_assignments_live_lead`` then refuses the
+insert, the whole transaction rolls back, and :class:`RoundConflictError`
+names the leads taken.  The database decides, so this holds for any number of
+workers and processes.  The round is not retried automatically: its optimum
+was computed for leads that are no longer all free, so the caller re-runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from service.db import audit
+from service.db.tables import Assignment, Lead, Partner, Round, StoredPolicy
+from service.db.types import utcnow
+
+
+class RoundConflictError(Exception):
+    """Some planned leads were assigned by another round first; nothing was stored."""
+
+    def __init__(self, lead_ids: Sequence[str], rounds: Sequence[int]) -> None:
+        self.lead_ids = list(lead_ids)
+        self.rounds = sorted(set(rounds))
+        shown = ", ".join(self.lead_ids[:20]) + (" ..." if len(self.lead_ids) > 20 else "")
+        taken_by = ", ".join(str(r) for r in self.rounds) or "another round"
+        super().__init__(
+            f"{len(self.lead_ids)} lead(s) of this round were assigned by round(s) {taken_by} "
+            f"while it was being solved: {shown}. Nothing was stored; run the round again to "
+            "allocate the leads still free."
+        )
+
+
+@dataclass(frozen=True)
+class PlannedAssignment:
+    lead_id: str
+    partner_id: str
+    score: float
+    rank: int | None
+    reason: str
+    explanation: dict[str, Any]
+    #: Partners the reason names besides the assignee (hidden from partner keys).
+    named_partners: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """A solved round, not yet stored."""
+
+    policy_id: int
+    lead_ids: tuple[str, ...]
+    assignments: tuple[PlannedAssignment, ...]
+    summary: dict[str, Any]
+    status: str
+    n_held_back: int
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    model_version: str | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def live_holders(session: Session, lead_ids: Sequence[str]) -> dict[str, int]:
+    """Lead id -> round id of its live assignment, for the leads in ``lead_ids`` that have one."""
+    out: dict[str, int] = {}
+    ids = list(lead_ids)
+    for start in range(0, len(ids), 900):
+        query = sa.select(Assignment.lead_id, Assignment.round_id).where(
+            Assignment.live, Assignment.lead_id.in_(ids[start : start + 900])
+        )
+        out.update((lid, rid) for lid, rid in session.execute(query))
+    return out
+
+
+def _assignment_rows(round_id: int, plan: RoundPlan) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [
+        {
+            "round_id": round_id, "lead_id": a.lead_id, "partner_id": a.partner_id,
+            "score": a.score, "rank": a.rank, "reason": a.reason,
+            "explanation": a.explanation, "state": "offered", "live": True,
+            "created_at": now, "updated_at": now,
+        }
+        for a in plan.assignments
+    ]
+
+
+def _audit_rows(round_id: int, plan: RoundPlan, actor: str,
+                actor_role: str | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "actor": actor, "actor_role": actor_role, "action": "assignment.offered",
+            "entity_type": "assignment", "entity_id": f"{round_id}:{a.lead_id}",
+            "round_id": round_id, "lead_id": a.lead_id, "partner_id": a.partner_id,
+            "reason": a.reason,
+            "detail": {"score": a.score, "rank": a.rank, "named_partners": list(a.named_partners)},
+        }
+        for a in plan.assignments
+    ]
+
+
+def store_round(session: Session, plan: RoundPlan, actor: str,
+                actor_role: str | None = None) -> Round:
+    """Store the round, its assignments (all live, ``offered``) and their audit entries.
+
+    Commits on success.
+
+    Raises
+    ------
+    RoundConflictError
+        When a planned lead got a live assignment from another round since the
+        plan was made; the transaction is rolled back and nothing is stored.
+    """
+    row = Round(
+        policy_id=plan.policy_id, status=plan.status, model_version=plan.model_version,
+        n_leads=len(plan.lead_ids), n_assigned=len(plan.assignments),
+        n_held_back=plan.n_held_back, objective=plan.objective, bound=plan.bound,
+        gap=plan.gap, summary=plan.summary, created_by=actor, created_at=utcnow(),
+    )
+    try:
+        session.add(row)
+        session.flush()
+        rows = _assignment_rows(row.id, plan)
+        if rows:
+            session.execute(sa.insert(Assignment), rows)
+        audit.record_many(session, _audit_rows(row.id, plan, actor, actor_role))
+        audit.record(
+            session, actor=actor, actor_role=actor_role, action="round.completed",
+            entity_type="round", entity_id=str(row.id), round_id=row.id,
+            reason=f"{len(plan.assignments)} of {len(plan.lead_ids)} leads assigned "
+            f"({plan.status})",
+            detail={"policy_id": plan.policy_id, "model_version": plan.model_version,
+                    "objective": plan.objective, "bound": plan.bound, "gap": plan.gap,
+                    "n_held_back": plan.n_held_back},
+        )
+        session.commit()
+    except sa.exc.IntegrityError:
+        session.rollback()
+        planned = [a.lead_id for a in plan.assignments]
+        taken = live_holders(session, planned)
+        if not taken:
+            raise  # not the live-assignment rule: a real fault, not a race
+        raise RoundConflictError(sorted(taken), list(taken.values())) from None
+    return row
+
+
+def get_round(session: Session, round_id: int) -> tuple[Round, StoredPolicy] | None:
+    found = session.execute(
+        sa.select(Round, StoredPolicy).join(StoredPolicy, Round.policy_id == StoredPolicy.id)
+        .where(Round.id == round_id)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+def list_rounds(session: Session, offset: int = 0,
+                limit: int = 100) -> tuple[int, Sequence[tuple[Round, StoredPolicy]]]:
+    total = session.scalar(sa.select(sa.func.count()).select_from(Round))
+    rows = session.execute(
+        sa.select(Round, StoredPolicy).join(StoredPolicy, Round.policy_id == StoredPolicy.id)
+        .order_by(Round.id.desc()).offset(offset).limit(limit)
+    ).all()
+    return int(total or 0), [(r[0], r[1]) for r in rows]
+
+
+@dataclass(frozen=True)
+class AssignmentRow:
+    assignment: Assignment
+    lead: Lead
+    tier: str | None
+
+
+def _assignment_query(where: Sequence[Any]) -> Any:
+    return (
+        sa.select(Assignment, Lead, Partner.tier)
+        .join(Lead, Assignment.lead_id == Lead.lead_id)
+        .join(Partner, Assignment.partner_id == Partner.partner_id)
+        .where(*where)
+    )
+
+
+def list_assignments(
+    session: Session,
+    *,
+    round_id: int | None = None,
+    partner_id: str | None = None,
+    tier: str | None = None,
+    state: str | None = None,
+    live: bool | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[int, list[AssignmentRow]]:
+    """Assignments matching every given filter, by id, with the total count."""
+    where: list[Any] = []
+    if round_id is not None:
+        where.append(Assignment.round_id == round_id)
+    if partner_id is not None:
+        where.append(Assignment.partner_id == partner_id)
+    if tier is not None:
+        where.append(Partner.tier == tier)
+    if state is not None:
+        where.append(Assignment.state == state)
+    if live is not None:
+        where.append(Assignment.live == live)
+    count = sa.select(sa.func.count()).select_from(
+        _assignment_query(where).with_only_columns(Assignment.id).subquery()
+    )
+    total = session.scalar(count)
+    rows = session.execute(
+        _assignment_query(where).order_by(Assignment.id).offset(offset).limit(limit)
+    ).all()
+    return int(total or 0), [AssignmentRow(a, lead, tier) for a, lead, tier in rows]
+
+
+def get_assignment(session: Session, assignment_id: int) -> AssignmentRow | None:
+    found = session.execute(_assignment_query([Assignment.id == assignment_id])).first()
+    return None if found is None else AssignmentRow(found[0], found[1], found[2])
+
+
+def rejected_pairs(session: Session) -> list[Mapping[str, str]]:
+    """(lead_id, partner_id) of every rejected assignment: not offered to that partner again."""
+    rows = session.execute(
+        sa.select(Assignment.lead_id, Assignment.partner_id).where(Assignment.state == "rejected")
+    ).all()
+    return [{"lead_id": lid, "partner_id": pid} for lid, pid in rows]
