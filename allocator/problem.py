@@ -43,7 +43,7 @@ class AllocationProblem:
         Workload units per pair; ``None`` means every lead costs one unit.
     round_size : int
         N, the number of leads the round can place; tier shares, quotas and the
-        per-partner max share are counts of N (see ``share_counts``).
+        per-partner max share are counts of N (see ``allocator.build.max_count``).
     max_per_partner : int or None
         ``floor(max_share_per_partner × round_size)``.
     tiers : tuple of TierRule
@@ -53,6 +53,14 @@ class AllocationProblem:
     floor_penalty : float or None
         Soft mode: value lost per lead a floor is short; ``None`` picks a
         penalty above any score so floors are met whenever they can be.
+    lead_row : ndarray of int64 or None
+        Per lead, its row in the leads frame the problem was built from.
+    objective : str
+        ``"conversions"`` or ``"revenue"``: what ``pair_score`` measures.
+    notes : tuple of str
+        Rules applied while building (e.g. missing deal sizes counted as 0).
+    build_time_s : float
+        Seconds spent building the problem (reported in ``Allocation.timings_s``).
     """
 
     lead_ids: np.ndarray
@@ -72,6 +80,10 @@ class AllocationProblem:
     assign_all: bool = False
     floor_mode: Literal["hard", "soft"] = "hard"
     floor_penalty: float | None = None
+    lead_row: np.ndarray | None = None
+    objective: str = "conversions"
+    notes: tuple[str, ...] = ()
+    build_time_s: float = 0.0
 
     @property
     def n_leads(self) -> int:
