@@ -25,7 +25,9 @@ Rules
   ``10`` or ``10.0`` but not ``10.5``; ``capacity``, ``open_leads``,
   ``company_size`` and ``deal_size`` are >= 0, ``effort`` > 0,
   ``qualification_score`` between 0 and 100, ``score`` any finite number.
-  ``nan`` and ``inf`` are never accepted as numbers.
+  Numbers are written in decimal or exponent form (``12``, ``-0.5``,
+  ``1e3``); thousands separators, ``0x``, ``_`` and non-ASCII digits are
+  rejected, and ``nan``/``inf`` are never accepted.
 - Flags (``active``) and the history outcome (``converted`` or ``--target``)
   accept true/false, yes/no, 1/0 in any case; the outcome becomes 0/1 int64.
 - Timestamps are ISO-8601 (``2024-05-01``, ``2024-05-01T09:30:00Z``,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from service.contract.cells import as_text, blank_mask
 
@@ -52,8 +54,33 @@ class ParsedList:
     text: pd.Series
 
 
+def _arrow_sequence_text(raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
+    """Join list cells with ';' in Arrow; ``None`` when the cells are not all lists of text."""
+    try:
+        arr = pa.array(raw, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        return None
+    if not (pa.types.is_string(arr.type.value_type)
+            or pa.types.is_large_string(arr.type.value_type)):
+        return None
+    flat = pc.list_flatten(arr)
+    parents = pc.list_parent_indices(arr).to_numpy()
+    item_bad = pc.or_kleene(pc.is_null(flat), pc.match_substring(flat, ";")).fill_null(True)
+    bad = np.zeros(len(raw), dtype=bool)
+    bad[parents[item_bad.to_numpy(zero_copy_only=False)]] = True
+    # A null item makes the joined cell null: item_bad keeps that row reported.
+    joined = pd.Series(pc.binary_join(arr, ";").to_pandas(), dtype="str")
+    return as_text(joined), bad
+
+
 def _sequence_text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Join typed list cells with ';' (cells whose items hold ';' or are not text are bad)."""
+    fast = _arrow_sequence_text(raw)
+    if fast is not None:
+        return fast
+    # Mixed cells (lists beside plain strings or numbers) need a look at each cell.
     out: list[object] = []
     bad: list[bool] = []
     for cell in raw.tolist():
@@ -89,7 +116,8 @@ def parse_list_column(raw: pd.Series) -> ParsedList:
         if distinct_ok[k]:
             tuples[k] = tuple(cell.split(";"))
     ok = np.append(distinct_ok, False)[codes]  # code -1 (missing) picks the False slot
-    bad = ~blank & (~ok | item_bad)
+    bad = (~blank & ~ok) | item_bad
+    blank = blank & ~item_bad
     values = tuples[np.where(bad | blank, len(distinct), codes)]
     return ParsedList(values=values, blank=blank, bad=bad, text=text)
 

@@ -37,7 +37,7 @@ def check_partners(
             "tier",
             bad,
             f"tier is not named in the policy (tiers: {listed})",
-            df["tier"].iat.__getitem__,
+            tier.iat.__getitem__,
             lambda p: f"tier {tier.iat[p]!r} is not named in the policy (tiers: {listed})",
         )
     return frame, out.problems
@@ -63,8 +63,7 @@ def check_history(
 
 
 def _unknown_ids(
-    out: Collector, frame: pd.DataFrame, raw: pd.DataFrame, column: str, ref: pd.DataFrame | None,
-    ref_name: str,
+    out: Collector, frame: pd.DataFrame, column: str, ref: pd.DataFrame | None, ref_name: str
 ) -> None:
     if ref is None or column not in frame.columns or column not in ref.columns:
         return
@@ -74,7 +73,7 @@ def _unknown_ids(
         column,
         bad,
         f"{column} is not in {ref_name}",
-        raw[column].iat.__getitem__,
+        ids.iat.__getitem__,
         lambda p: f"{column} {ids.iat[p]!r} is not in {ref_name}",
     )
 
@@ -103,8 +102,8 @@ def check_pairs(
             lambda p: f"duplicate pair lead_id {lead.iat[p]!r}, partner_id "
             f"{partner.iat[p]!r}: first seen in row {out.row(int(first[p]))}",
         )
-    _unknown_ids(out, frame, df.reset_index(drop=True), "lead_id", leads, "leads")
-    _unknown_ids(out, frame, df.reset_index(drop=True), "partner_id", partners, "partners")
+    _unknown_ids(out, frame, "lead_id", leads, "leads")
+    _unknown_ids(out, frame, "partner_id", partners, "partners")
     return frame, out.problems
 
 

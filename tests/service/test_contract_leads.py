@@ -143,6 +143,20 @@ def test_deal_size_must_be_a_finite_non_negative_number(tmp_path: Path, fmt: str
     ]
 
 
+@pytest.mark.parametrize(("text", "number"), [("1e3", 1000.0), ("+3", 3.0), (".5", 0.5),
+                                               ("1.", 1.0), (" 7 ", 7.0), ("-0", 0.0)])
+def test_numbers_in_decimal_or_exponent_form(text: str, number: float) -> None:
+    frame = pd.DataFrame(lead_columns(deal_size=[text, "1", "1"])).astype("str")
+    assert validate_leads(frame)["deal_size"].iat[0] == number
+
+
+@pytest.mark.parametrize("text", ["1,000", "0x10", "1_000", "٣", "1e", "--1", "1 000", "€5"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_other_spellings_are_not_numbers(tmp_path: Path, fmt: str, text: str) -> None:
+    load_error(tmp_path, fmt, line(1, "deal_size", text, "'deal_size' must be a number"),
+               deal_size=[text, "1", None])
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_nan_text_is_not_a_missing_value(tmp_path: Path, fmt: str) -> None:
     load_error(tmp_path, fmt, line(2, "deal_size", "NaN",

@@ -286,14 +286,26 @@ def test_typed_parquet_columns_are_accepted(tmp_path: Path) -> None:
 
 
 def test_typed_list_items_follow_the_same_rule() -> None:
-    frame = pd.DataFrame({"partner_id": ["P1", "P2"], "tier": ["gold", "gold"],
-                          "regions": [["NA", ""], ["a;b"]], "capacity": [1, 2]})
+    frame = pd.DataFrame({"partner_id": ["P1", "P2", "P3", "P4"], "tier": ["gold"] * 4,
+                          "regions": [["NA", ""], ["a;b"], ["x", None], ["EU"]],
+                          "verticals": [[], None, ["retail"], [7]], "capacity": [1, 2, 3, 4]})
     with pytest.raises(InputError) as ei:
         validate_partners(frame)
-    assert [(p.row, p.value, p.rule.split(": ")[-1]) for p in problems_of(ei)] == [
-        (1, ["NA", ""], "item 2 is empty"),
-        (2, ["a;b"], "item 1 contains ';'"),
+    assert [(p.row, p.column, p.value, p.rule.split(": ")[-1]) for p in problems_of(ei)] == [
+        (1, "regions", ["NA", ""], "item 2 is empty"),
+        (2, "regions", ["a;b"], "item 1 contains ';'"),
+        (3, "regions", ["x", None], "item 2 is not text"),
+        (4, "verticals", [7], "item 1 is not text"),
     ]
+
+
+def test_list_columns_may_mix_text_cells_and_typed_lists() -> None:
+    frame = pd.DataFrame({"partner_id": ["P1", "P2", "P3"], "tier": ["gold"] * 3,
+                          "regions": [("NA", "EU"), "APAC; JP", np.array(["DE"])],
+                          "capacity": [1, 2, 3]})
+    out = validate_partners(frame)
+    assert out["regions"].tolist() == [("NA", "EU"), ("APAC", "JP"), ("DE",)]
+    assert out["verticals"].tolist() == [(), (), ()]
 
 
 # -- reading the file itself ------------------------------------------------------------------
