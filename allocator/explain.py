@@ -107,6 +107,13 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _source(source: str) -> str:
+    """Where a price comes from, as a trailing clause: " (flow potentials)"."""
+    if not source:
+        return ""
+    return f", from {source}" if "(" in source else f" ({source})"
+
+
 def _leads(x: float) -> str:
     return f"{fmt(x)} lead" if x == 1 else f"{fmt(x)} leads"
 
@@ -238,13 +245,25 @@ def _round_state(problem: AllocationProblem, allocation: Allocation) -> _Round:
                   order, np.searchsorted(problem.pair_lead[order], np.arange(n + 1)))
 
 
-def _excluded_text(eligibility: EligibilityLike | None, lead_ids: Sequence[str]) -> list[str]:
+def _excluded_text(eligibility: EligibilityLike | None, lead_ids: Sequence[str],
+                   table: pd.DataFrame | None = None) -> list[str]:
+    """Per lead, "territory 12, certification 3": partners each rule made ineligible."""
+    if table is None and eligibility is not None:
+        table_of = getattr(eligibility, "excluded_counts_table", None)
+        if callable(table_of):  # one vectorized pass when eligibility offers it
+            table = table_of(list(lead_ids))
+    if table is not None:
+        rules = [c for c in table.columns if c not in ("lead_id", "eligible")]
+        counts = table[rules].to_numpy(dtype=np.int64)
+        names = [r.replace("_", " ") for r in rules]
+        return [", ".join(f"{names[k]} {c}" for k, c in enumerate(row) if c > 0)
+                for row in counts.tolist()]
     if eligibility is None:
         return [""] * len(lead_ids)
     out = []
     for lead in lead_ids:
-        counts = eligibility.excluded_counts(str(lead))
-        parts = [f"{rule.replace('_', ' ')} {c}" for rule, c in counts.items()
+        found = eligibility.excluded_counts(str(lead))
+        parts = [f"{rule.replace('_', ' ')} {c}" for rule, c in found.items()
                  if rule != "eligible" and c > 0]
         out.append(", ".join(parts))
     return out
@@ -252,7 +271,8 @@ def _excluded_text(eligibility: EligibilityLike | None, lead_ids: Sequence[str])
 
 def explain_allocation(problem: AllocationProblem, allocation: Allocation,
                        eligibility: EligibilityLike | None = None, *,
-                       value_unit: str = "expected conversions") -> Explanation:
+                       value_unit: str | None = None,
+                       excluded: pd.DataFrame | None = None) -> Explanation:
     """Explain every lead, partner and rule of a solved round.
 
     Parameters
@@ -265,9 +285,14 @@ def explain_allocation(problem: AllocationProblem, allocation: Allocation,
         When given, each lead's reason counts the partners each eligibility
         rule excluded, account owners are named, and the held-back leads are
         appended with their reasons.
-    value_unit : str
-        What a score measures, used in the sentences ("expected conversions",
-        "expected revenue", "score").
+    value_unit : str, optional
+        What a score measures, used in the sentences; by default "expected
+        revenue" when ``problem.objective`` is revenue, else "expected conversions".
+    excluded : DataFrame, optional
+        Per lead of the problem (same order), how many partners each
+        eligibility rule excluded: one column per rule as
+        ``Eligibility.excluded_counts`` names them (``eligible`` is ignored).
+        Without it the counts are asked of ``eligibility`` lead by lead.
 
     Returns
     -------
@@ -278,6 +303,9 @@ def explain_allocation(problem: AllocationProblem, allocation: Allocation,
     ValueError
         If the allocation's pairs do not match the problem.
     """
+    if value_unit is None:
+        revenue = getattr(problem, "objective", "conversions") == "revenue"
+        value_unit = "expected revenue" if revenue else "expected conversions"
     st = _round_state(problem, allocation)
     book = _RuleBook(problem, allocation)
     n = problem.n_leads
@@ -347,7 +375,7 @@ def explain_allocation(problem: AllocationProblem, allocation: Allocation,
 
     owner_of = _owner_map(eligibility)
     lead_ids = np.asarray(problem.lead_ids).astype(str)
-    excluded = _excluded_text(eligibility, lead_ids.tolist())
+    excluded_words = _excluded_text(eligibility, lead_ids.tolist(), excluded)
     prices = np.asarray(allocation.partner_price, dtype=float)
     ctx = _Context(problem, allocation, book, st, pids, tiers, intents, prices, tier_max,
                    tier_min, quota_max, quota_min, value_unit, blocked, cap_block, per_block,
@@ -364,8 +392,8 @@ def explain_allocation(problem: AllocationProblem, allocation: Allocation,
             kind[i] = k = KIND_OWNER
         text, rule, partner, price, source = ctx.sentence(i, k, int(best_partner[i]),
                                                           float(best_score[i]))
-        if excluded[i]:
-            text += f"; partners excluded by rule: {excluded[i]}"
+        if excluded_words[i]:
+            text += f"; partners excluded by rule: {excluded_words[i]}"
         reasons[i], rows_rule[i], rows_partner[i] = text, rule, partner
         rows_price[i], rows_source[i] = price, source
 
@@ -384,7 +412,7 @@ def explain_allocation(problem: AllocationProblem, allocation: Allocation,
         "stopped_by_partner": rows_partner,
         "price": rows_price,
         "price_source": rows_source,
-        "excluded": excluded,
+        "excluded": excluded_words,
     })
     leads.loc[~assigned, "rank"] = pd.NA
     leads = pd.concat([leads, _held_back_rows(eligibility)], ignore_index=True)
@@ -484,8 +512,7 @@ class _Context:
     def _worth(self, price: float, source: str, what: str) -> str:
         if not math.isfinite(price):
             return ""
-        src = f" ({source})" if source else ""
-        return f"; {what} is worth {fmt(price)} {self.unit}{src}"
+        return f"; {what} is worth {fmt(price)} {self.unit}{_source(source)}"
 
     def _cap(self, i: int, j: int, jb: int, best: float) -> tuple[str, str, str, float, str]:
         st, p = self.st, self.problem
@@ -540,7 +567,7 @@ class _Context:
         fl = int(self.problem.floor[j])
         text = f"to meet {self.pids[j]}'s floor of {fl} lead{'s' if fl != 1 else ''}"
         if math.isfinite(price):
-            text += f" (floor price {fmt(price)}{f', {source}' if source else ''})"
+            text += f"; floor price {fmt(price)}{_source(source)}"
         return text, rule, self.pids[j], price, source
 
     def _tier_min(self, i: int, j: int, jb: int, best: float) -> tuple[str, str, str, float, str]:
@@ -548,7 +575,7 @@ class _Context:
         lim = self.tier_min[t]
         text = f"to meet tier {t}'s min share ({_leads(lim.limit)})"
         if math.isfinite(lim.price):
-            text += f" (price {fmt(lim.price)}{f', {lim.source}' if lim.source else ''})"
+            text += f"; price {fmt(lim.price)}{_source(lim.source)}"
         return text, f"tier_share[tier={t}]", self.pids[j], lim.price, lim.source
 
     def _quota_min(self, i: int, j: int, jb: int, best: float
@@ -557,7 +584,7 @@ class _Context:
         lim = self.quota_min[(t, q)]
         text = f"to meet the quota of tier {t} on {q}-intent leads ({_leads(lim.limit)})"
         if math.isfinite(lim.price):
-            text += f" (price {fmt(lim.price)}{f', {lim.source}' if lim.source else ''})"
+            text += f"; price {fmt(lim.price)}{_source(lim.source)}"
         return text, f"quota[tier={t},intent={q}]", self.pids[j], lim.price, lim.source
 
     # -- nothing binds on the move: prices or the solver's tolerance -------------------------
@@ -567,7 +594,7 @@ class _Context:
         source = self.book.default_source
         if math.isfinite(lam) and lam >= gain - _EPS and lam > 0:
             return (f"its remaining room was worth more on other leads: its price {fmt(lam)} "
-                    f"exceeds the score gain {fmt(gain)} ({source})", "", self.pids[jb], lam,
+                    f"exceeds the score gain {fmt(gain)}{_source(source)}", "", self.pids[jb], lam,
                     source)
         return self._unexplained(gain), "", self.pids[jb], math.nan, ""
 
@@ -611,7 +638,8 @@ class _Context:
         lam = float(self.prices[jj])
         if math.isfinite(lam) and lam >= sc - _EPS and lam > 0:
             return (f"not assigned: partner {self.pids[jj]} had room, but its price {fmt(lam)} "
-                    f"({self.book.default_source}) exceeds this lead's score there ({fmt(sc)}); "
+                    f"{_source(self.book.default_source)} exceeds this lead's score there "
+                    f"({fmt(sc)}); "
                     "its room is worth more on other leads", "", self.pids[jj], lam,
                     self.book.default_source)
         return ("not assigned: " + self._unexplained(sc), "", self.pids[jj], math.nan, "")

@@ -104,8 +104,8 @@ def test_a_floor_that_pulled_a_lead_down():
     e = explain_allocation(p, a, value_unit="expected revenue")
     row = _row(e, "L1")
     assert row["reason"] == (
-        "given to P1 (score 0.5, rank 2 of 2) to meet P1's floor of 1 lead (floor price 0.3, "
-        "flow potentials); partner P0 had a higher score (0.8 vs 0.5)")
+        "given to P1 (score 0.5, rank 2 of 2) to meet P1's floor of 1 lead; floor price 0.3 "
+        "(flow potentials); partner P0 had a higher score (0.8 vs 0.5)")
     assert (row["stopped_by_rule"], row["reason_kind"]) == ("floor[partner=P1]", "floor")
     partners = e.partners.set_index("partner_id")
     assert bool(partners.loc["P1", "floor_binding"]) and partners.loc["P1", "floor_price"] == 0.3
@@ -145,8 +145,8 @@ def test_a_tier_min_share_that_pulled_a_lead_down():
                     rules=[_rule("tier_share[tier=bronze]", "tier_min_share", 1, 1, 0.7)])
     row = _row(explain_allocation(p, a), "L1")
     assert row["reason"] == (
-        "given to P1 (score 0.2, rank 2 of 2) to meet tier bronze's min share (1 lead) "
-        "(price 0.7, flow potentials); partner P0 had a higher score (0.9 vs 0.2)")
+        "given to P1 (score 0.2, rank 2 of 2) to meet tier bronze's min share (1 lead); "
+        "price 0.7 (flow potentials); partner P0 had a higher score (0.9 vs 0.2)")
 
 
 def test_max_share_per_partner_and_effort_caps_are_named():
