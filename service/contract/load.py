@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,10 @@ def _read_csv(path: Path, file: str, text_columns: list[str]) -> ReadTable:
     except pd.errors.ParserError as exc:
         raise InputError([InputProblem(file, None, None, None, f"cannot parse the CSV: "
                                        f"{str(exc).strip()}")]) from None
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        # A corrupt compressed file fails inside the decompressor, before any CSV rule.
+        raise InputError([InputProblem(file, None, None, None, f"cannot read the file: "
+                                       f"{type(exc).__name__}: {exc}")]) from None
     skipped: list[int] = []
     for warning in caught:
         for line, expected, saw in _SKIPPED.findall(str(warning.message)):

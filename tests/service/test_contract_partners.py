@@ -363,6 +363,7 @@ def test_header_only_file_gives_an_empty_typed_frame(tmp_path: Path) -> None:
          "the file is not UTF-8 text (invalid start byte at byte"),
         ("not parquet", "partners.parquet", "cannot read the Parquet file:"),
         ("a,b", "partners.xlsx", "unsupported file type '.xlsx': use .csv or .parquet"),
+        (b"\x1f\x8b\x08\x00not really gzip", "partners.csv.gz", "cannot read the file: "),
     ],
 )
 def test_unreadable_files_are_input_errors(
@@ -379,3 +380,9 @@ def test_a_missing_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as ei:
         load_partners(tmp_path / "nope.csv")
     assert ei.value.filename == str(tmp_path / "nope.csv")
+
+
+def test_a_compressed_csv_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "partners.csv.gz"
+    pd.DataFrame(partner_columns()).to_csv(path, index=False)
+    assert load_partners(path)["regions"].iat[0] == ("NA", "EMEA")
