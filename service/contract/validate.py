@@ -22,7 +22,7 @@ from service.contract.problems import Collector
 # A timestamp in ISO-8601 extended form: a date, optionally a time and a UTC offset.
 ISO_8601 = (
     r"\d{4}-\d{2}-\d{2}"
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
 NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _NON_FINITE = r"[+-]?(?:nan|inf|infinity)"

@@ -249,3 +249,19 @@ def test_numbers_are_not_timestamps() -> None:
     match = line(1, "created_at", 20240501, f"'created_at' {ISO_RULE}")
     with pytest.raises(InputError, match=match):
         validate_leads(frame, file="api")
+
+
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("2024-05-01", "2024-05-01 00:00"),
+        ("2024-05-01T09:30", "2024-05-01 09:30"),
+        ("2024-05-01 09:30:00Z", "2024-05-01 09:30"),
+        ("2024-05-01T09:30:00+0200", "2024-05-01 07:30"),
+        ("2024-05-01T09:30+02", "2024-05-01 07:30"),
+        ("2024-05-01T09:30:00.5-05:00", "2024-05-01 14:30:00.5"),
+    ],
+)
+def test_iso_8601_forms_are_read_as_utc(text: str, utc: str) -> None:
+    frame = pd.DataFrame({"lead_id": ["L1"], "created_at": [text], "region": ["NA"]})
+    assert validate_leads(frame)["created_at"].iat[0] == pd.Timestamp(utc, tz="UTC")
