@@ -633,7 +633,7 @@ def write_round(result: RoundResult, out_dir: str | os.PathLike[str]) -> dict[st
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
-        result.assignments.to_csv(tmp / "assignments.csv", index=False)
+        result.assignments.to_csv(tmp / "assignments.csv", index=False, float_format="%.10g")
         (tmp / "summary.json").write_text(
             json.dumps(result.summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         out.mkdir(parents=True, exist_ok=True)
