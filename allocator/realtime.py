@@ -15,29 +15,37 @@ on a sample of the arrivals and then held fixed are within ``1 − ε`` of the
 offline optimum when arrivals are in random order; yesterday's round is that
 sample.
 
-*Refresh*: re-solve the dual on today's arrivals so far, with each partner's
-*remaining* capacity scaled to the sample: capacity in the sample LP is
-``remaining_j × t / m`` where ``t`` is the number of arrivals seen (the sample)
-and ``m`` the arrivals still expected today.  When callers say how much of the
-routing window has elapsed (``elapsed`` ∈ [0, 1]), ``m`` comes from the arrival
-rate: arrivals are a Poisson process whose daily volume has a gamma prior
-centred on the forecast ``n`` and worth ``forecast_weight`` of a day of
-observations, so the posterior mean volume is
-``(n·w + t) / (w + elapsed)`` and ``m = volume × (1 − elapsed)``; a day busier
-or quieter than forecast moves the prices within a few re-solves.  This is the adaptive
-re-solving rule of Li & Ye (2022, "Online linear programming: dual convergence,
-new algorithms, and regret bounds", Operations Research 70(5)); re-solving on
-the remaining resources corrects the prices whenever consumption runs ahead of
-or behind plan.  Re-solves happen at geometric checkpoints ``t = ε·n, g·ε·n,
-g²·ε·n, ...`` (Agrawal, Wang & Ye 2014, "A dynamic near-optimal algorithm for
-online linear programming", Operations Research 62(4), use ``g = 2``), so a day
-of ``n`` arrivals costs ``log_g(1/ε)`` LP solves and per-decision work stays
-``O(eligible partners)``.  The default ``g = 1.25`` (about 14 re-solves a day
-at ``ε = 0.05``) sits between their doubling and Li & Ye's re-solve-every-arrival:
-on the bench replay it gains about a point of yield over doubling while keeping
-re-solves under 1% of decisions, so the p99 decision latency stays in
-microseconds.  The LP is solved with HiGHS (``scipy.optimize.linprog``);
-its row duals are the prices (``price_source = "LP dual (HiGHS)"``).
+*Refresh*: the adaptive re-solving rule of Li & Ye (2022, "Online linear
+programming: dual convergence, new algorithms, and regret bounds", Operations
+Research 70(5)): re-solve the dual LP on the arrivals seen so far with each
+partner's *remaining* capacity scaled to the sample — ``remaining_j × s / m``
+for a sample of ``s`` leads and ``m`` arrivals still expected — so prices rise
+when consumption runs ahead of plan and fall when it lags.  Two additions:
+
+- the sample pools today's arrivals with a prior sample of past arrivals when
+  one is given (:class:`PriorSample`, by default the last round's eligible
+  pairs), so early re-solves are not made on a handful of leads; the sample
+  holds at most ``max_sample_leads``, today's first, so the prior fades out as
+  the day fills it (and each LP stays a fraction of a second);
+- when callers say how much of the routing window has elapsed (``elapsed`` in
+  [0, 1]), ``m`` comes from the arrival rate: arrivals are a Poisson process
+  whose daily volume has a gamma prior centred on the forecast ``n`` and worth
+  ``forecast_weight`` of a day of observations, so the posterior mean volume is
+  ``(n·w + t) / (w + elapsed)`` after ``t`` arrivals and
+  ``m = volume × (1 − elapsed)``; without it, ``m = n − t``.
+
+Re-solves happen at geometric checkpoints ``t = ε·n, g·ε·n, g²·ε·n, ...``
+(Agrawal, Wang & Ye 2014, "A dynamic near-optimal algorithm for online linear
+programming", Operations Research 62(4), use ``g = 2``), so a day costs
+``log_g(1/ε)`` LP solves and per-decision work stays ``O(eligible partners)``.
+The default ``g = 1.25`` (about 14 re-solves a day at ``ε = 0.05``) sits
+between their doubling and Li & Ye's re-solve-every-arrival: on the bench
+replay it gains about a point of yield over doubling while re-solves stay under
+1% of decisions.  A service should run them off the request path
+(``auto_reprice=False``, then :meth:`RealtimeRouter.reprice` from a background
+job when :attr:`RealtimeRouter.reprice_due`).  The LP is solved with HiGHS
+(``scipy.optimize.linprog``); its row duals are the prices
+(``price_source = "LP dual (HiGHS)"``).
 
 The ``greedy`` rule (argmax score among partners with room, prices zero, never
 held) is the baseline the bench compares against.
@@ -101,6 +109,24 @@ class DualPrices:
     n_pairs: int
     solve_s: float
     price_source: str = PRICE_SOURCE
+
+
+@dataclass(frozen=True, eq=False)
+class PriorSample:
+    """Arrivals of a past day (e.g. the last round's eligible pairs) standing in for today's.
+
+    ``pair_lead`` indexes leads ``0..n-1``; ``pair_partner`` the router's partners.
+    """
+
+    pair_lead: np.ndarray
+    pair_partner: np.ndarray
+    pair_score: np.ndarray
+    lead_units: np.ndarray | None = None
+
+    @property
+    def n_leads(self) -> int:
+        """Leads with at least one pair (the ones that count as arrivals)."""
+        return int(np.unique(self.pair_lead).shape[0])
 
 
 def _num(x: float) -> str:
@@ -290,13 +316,17 @@ class RealtimeRouter:
         ``ε``: first re-solve after ``ε·n`` arrivals.
     reprice_growth : float
         ``g``: each later re-solve after ``g`` times as many arrivals as the last.
+    prior : PriorSample, optional
+        A past day's arrivals, pooled with today's in every re-solve (see the module notes).
     auto_reprice : bool
         Re-solve inside :meth:`route` at checkpoints; a service may set ``False`` and
         call :meth:`reprice` from a background job when :attr:`reprice_due`.
     hold_when_negative : bool
         Hold a lead whose best adjusted value is not positive (primal-dual only).
     max_sample_leads : int
-        Re-solve on at most this many most recent arrivals.
+        Re-solve on at most this many leads: today's most recent arrivals, topped
+        up with an evenly spread subset of the prior sample (which so fades out as
+        today's arrivals fill the sample).
     forecast_weight : float
         With ``elapsed`` known, the forecast counts as this fraction of a day of arrivals.
     """
@@ -313,9 +343,10 @@ class RealtimeRouter:
         first_reprice_fraction: float = 0.05,
         auto_reprice: bool = True,
         hold_when_negative: bool = True,
-        max_sample_leads: int = 5000,
+        max_sample_leads: int = 3000,
         forecast_weight: float = 0.1,
         reprice_growth: float = 1.25,
+        prior: PriorSample | None = None,
     ) -> None:
         self.partner_ids = tuple(str(p) for p in partner_ids)
         m = len(self.partner_ids)
@@ -341,6 +372,11 @@ class RealtimeRouter:
         self.max_sample_leads = max_sample_leads
         self.forecast_weight = forecast_weight
         self.reprice_growth = reprice_growth
+        if prior is not None and prior.pair_partner.size and (
+                prior.pair_partner.min() < 0 or prior.pair_partner.max() >= m):
+            raise ValueError("The prior sample names partner indices outside 0.."
+                             f"{m - 1}.")
+        self.prior = prior
         self.elapsed: float | None = None
         self._first = (None if expected_arrivals is None or rule == "greedy"
                        else max(1, math.ceil(first_reprice_fraction * expected_arrivals)))
@@ -375,15 +411,32 @@ class RealtimeRouter:
         capacity: Iterable[float] | None = None,
         floor_owed: Iterable[float] | None = None,
         expected_arrivals: int | None = None,
+        round_as_prior: bool = True,
         **kwargs: object,
     ) -> RealtimeRouter:
         """A router priced by the last round: ``allocation.partner_price`` as starting prices.
 
-        ``capacity`` defaults to the round's ``capacity_units`` (a fresh day of the same size).
+        ``capacity`` defaults to the round's ``capacity_units`` (a fresh day of the
+        same size).  With ``round_as_prior`` the round's eligible pairs are the
+        :class:`PriorSample` of re-solves, and ``expected_arrivals`` defaults to
+        the round's number of leads with a pair.
         """
         cap = problem.capacity_units if capacity is None else capacity
+        prior = None
+        if round_as_prior and problem.n_pairs:
+            units = None
+            if problem.pair_effort is not None:
+                count = np.bincount(problem.pair_lead, minlength=problem.n_leads)
+                total = np.bincount(problem.pair_lead, weights=problem.pair_effort,
+                                    minlength=problem.n_leads)
+                units = np.where(count > 0, total / np.maximum(count, 1), 1.0)
+            prior = PriorSample(problem.pair_lead, problem.pair_partner, problem.pair_score,
+                                units)
+            if expected_arrivals is None:
+                expected_arrivals = prior.n_leads
         return cls(problem.partner_ids, cap, allocation.partner_price, floor_owed,
-                   expected_arrivals=expected_arrivals, **kwargs)  # type: ignore[arg-type]
+                   expected_arrivals=expected_arrivals, prior=prior,
+                   **kwargs)  # type: ignore[arg-type]
 
     def index_of(self, partner_id: str) -> int:
         """Partner index of ``partner_id``."""
@@ -462,7 +515,7 @@ class RealtimeRouter:
                        rule=self.rule, hold_below=self.hold_below)
             if not commit:
                 return d
-            self.n_seen += 1
+            self.n_seen += 1 if parts.size else 0
             if elapsed is not None:
                 self.elapsed = min(max(float(elapsed), 0.0), 1.0)
             if self._first is not None and parts.size:
@@ -527,6 +580,19 @@ class RealtimeRouter:
         with self._lock:
             return self._reprice_locked(expected_remaining)
 
+    def _prior_subset(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """At most ``k`` prior leads, evenly spread; leads renumbered ``0..k-1``."""
+        pr = self.prior
+        assert pr is not None
+        leads = np.unique(pr.pair_lead)
+        if leads.shape[0] > k:
+            leads = leads[np.linspace(0, leads.shape[0] - 1, k).round().astype(np.int64)]
+        keep = np.isin(pr.pair_lead, leads)
+        pl = np.searchsorted(leads, pr.pair_lead[keep])
+        units = (np.ones(leads.shape[0]) if pr.lead_units is None
+                 else np.asarray(pr.lead_units, dtype=float)[leads])
+        return pl, pr.pair_partner[keep], pr.pair_score[keep], units
+
     def _reprice_locked(self, expected_remaining: float | None) -> DualPrices:
         if self._next_checkpoint is not None:
             while self._next_checkpoint <= self.n_seen:
@@ -545,7 +611,16 @@ class RealtimeRouter:
         pair_partner = np.concatenate([p for p, _, _ in sample])
         pair_score = np.concatenate([s for _, s, _ in sample])
         lead_units = np.fromiter((u for _, _, u in sample), dtype=float, count=len(sample))
-        scale = len(sample) / expected_remaining
+        n_sample = len(sample)
+        room_for_prior = self.max_sample_leads - n_sample
+        if self.prior is not None and self.prior.n_leads and room_for_prior > 0:
+            pl, pp, ps, pu = self._prior_subset(room_for_prior)
+            pair_lead = np.concatenate([pair_lead, n_sample + pl])
+            pair_partner = np.concatenate([pair_partner, pp])
+            pair_score = np.concatenate([pair_score, ps])
+            lead_units = np.concatenate([lead_units, pu])
+            n_sample += pu.shape[0]
+        scale = n_sample / expected_remaining
         owed = self.floor_owed
         result = dual_prices(pair_lead, pair_partner, pair_score, self.remaining * scale,
                              floor=owed * scale if owed.any() else None,

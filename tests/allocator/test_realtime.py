@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from allocator.problem import Allocation, AllocationProblem
-from allocator.realtime import RealtimeRouter, choose, dual_prices
+from allocator.realtime import PriorSample, RealtimeRouter, choose, dual_prices
 
 IDS = ("P0", "P1", "P2", "P3", "P4", "P5", "P6", "P7")
 
@@ -245,6 +245,39 @@ def test_from_allocation_uses_round_prices() -> None:
     assert r.partner_ids == ("P3", "P7")
     assert r.price.tolist() == [0.05, 0.12] and r.remaining.tolist() == [4.0, 6.0]
     assert r.route({"P3": 0.21, "P7": 0.25}).partner_id == "P3"
+    assert r.prior is not None and r.prior.n_leads == 2 and r.expected_arrivals == 50
+    # the round's leads are the prior sample and, by default, the forecast
+    default = RealtimeRouter.from_allocation(problem, alloc, capacity=[1, 1])
+    assert default.expected_arrivals == 2 and default.remaining.tolist() == [1.0, 1.0]
+    assert RealtimeRouter.from_allocation(problem, alloc, round_as_prior=False).prior is None
+
+
+def test_prior_sample_steadies_early_prices_and_fades_out() -> None:
+    # yesterday: 200 leads that all want A (1 seat per 10 leads) over B
+    n = 200
+    prior = PriorSample(np.repeat(np.arange(n), 2), np.tile([0, 1], n),
+                        np.tile([0.9, 0.3], n))
+    assert prior.n_leads == n
+    r = RealtimeRouter(("A", "B"), [20, 500], expected_arrivals=200, prior=prior,
+                       first_reprice_fraction=0.05, max_sample_leads=250)
+    for _ in range(10):
+        r.route({0: 0.9, 1: 0.3})
+    first = r.reprices[0]
+    # 10 of today's leads + 200 of yesterday's: A is scarce, so it is priced at the gap
+    assert first.n_leads == 210
+    assert r.price[0] == pytest.approx(0.6, abs=1e-6)
+    today_only = RealtimeRouter(("A", "B"), [20, 500], expected_arrivals=200,
+                                first_reprice_fraction=0.05)
+    for _ in range(10):
+        today_only.route({0: 0.9, 1: 0.3})
+    assert today_only.reprices[0].n_leads == 10
+    for _ in range(190):
+        r.route({0: 0.9, 1: 0.3})
+    # the sample holds at most 250 leads: today's first, topped up from the prior
+    assert r.reprices[-1].n_leads == 250
+    with pytest.raises(ValueError, match=r"prior sample names partner indices outside 0\.\.1"):
+        RealtimeRouter(("A", "B"), [1, 1], prior=PriorSample(np.array([0]), np.array([2]),
+                                                              np.array([0.5])))
 
 
 def test_concurrent_routing_never_overfills() -> None:
