@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from allocator.errors import InfeasiblePolicyError, InputError
 
@@ -50,19 +51,19 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except typer.Exit:
             raise
         except InputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(2) from None
         except InfeasiblePolicyError as exc:
-            err_console.print(f"[bold red]infeasible policy:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[bold red]infeasible policy:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(2) from None
         except FileNotFoundError as exc:
-            err_console.print(f"[bold red]error:[/] no such file: {exc.filename}")
+            err_console.print(f"[bold red]error:[/] no such file: {escape(str(exc.filename))}")
             raise typer.Exit(2) from None
         except Exception as exc:
             if os.environ.get("FAIRLEAD_DEBUG"):
                 raise
             err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                 "(set FAIRLEAD_DEBUG=1 to see the traceback)"
             )
             raise typer.Exit(1) from None
