@@ -517,9 +517,13 @@ class _Context:
     def _cap(self, i: int, j: int, jb: int, best: float) -> tuple[str, str, str, float, str]:
         st, p = self.st, self.problem
         rule = f"cap[partner={self.pids[jb]}]"
-        price, source = self.book.price(rule)
-        if not math.isfinite(price):
+        found = self.book.find(rule)
+        if found is not None and found.binding:
+            price, source = float(found.price), found.price_source or self.book.default_source
+        elif self.prices[jb] > 0:  # full for this lead's effort, not for a unit lead
             price, source = float(self.prices[jb]), self.book.default_source
+        else:
+            price, source = math.nan, ""
         cap = float(p.capacity_units[jb])
         k = int(st.best_pair[i])
         if p.pair_effort is None:

@@ -8,7 +8,7 @@ quotes them, so the sentences can be checked word for word.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -246,3 +246,41 @@ def test_a_mismatched_allocation_is_refused():
     (40.0, "40"), (12.34, "12.3")])
 def test_numbers_read_as_a_person_writes_them(x, text):
     assert fmt(x) == text
+
+
+# -- with the real solver: its prices and rule names are what the reasons quote ------------------
+
+_SOLVED_CASES: dict[str, tuple[dict[str, Any], str | None, str, str, float]] = {
+    "cap": (dict(scores=[[0.9, 0.5], [0.8, 0.6]], capacity=[1, 5]),
+            "L1", "cap", "cap[partner=P0]", 0.2),
+    "floor": (dict(scores=[[0.9, 0.1], [0.8, 0.5]], capacity=[5, 5], floor=[0, 1]),
+              "L1", "floor", "floor[partner=P1]", 0.3),
+    "quota": (dict(scores=[[0.9, 0.3], [0.9, 0.3]], capacity=[5, 5], tiers=["gold", "silver"],
+                   intents=["high", "high"],
+                   quotas=(Quota(tier="gold", intent="high", max_share=0.5),)),
+              None, "quota_max", "quota[tier=gold,intent=high]", 0.6),
+    "tier_min": (dict(scores=[[0.9, 0.2], [0.9, 0.2]], capacity=[5, 5], tiers=["gold", "bronze"],
+                      tier_rules=(TierRule("bronze", min_share=0.5),)),
+                 None, "tier_min", "tier_share[tier=bronze]", 0.7),
+    "max_per_partner": (dict(scores=[[0.9, 0.4]] * 3, capacity=[9, 9], max_per_partner=2),
+                        "L2", "max_share_per_partner", "max_share_per_partner[partner=P0]", 0.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SOLVED_CASES))
+def test_reasons_quote_the_solvers_own_prices(case):
+    from allocator.solve import solve
+
+    kwargs, lead, kind, rule, price = _SOLVED_CASES[case]
+    p = _problem(**kwargs)
+    a = solve(p, time_limit_s=5)
+    e = explain_allocation(p, a)
+    moved = e.leads[e.leads["rank"] == 2]
+    assert len(moved) == 1
+    row = moved.iloc[0]
+    if lead is not None:
+        assert row["lead_id"] == lead
+    assert (row["reason_kind"], row["stopped_by_rule"]) == (kind, rule)
+    assert row["price"] == pytest.approx(price)
+    assert row["price_source"] and row["price_source"] in row["reason"]
+    assert (e.leads.loc[e.leads["rank"] == 1, "reason_kind"] == "best").all()
