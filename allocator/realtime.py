@@ -447,7 +447,7 @@ class RealtimeRouter:
                            f"{len(self.partner_ids)} partners.") from None
 
     def _as_arrays(
-        self, lead_scores: Mapping[int | str, float] | np.ndarray | Sequence[int],
+        self, lead_scores: Mapping[int, float] | Mapping[str, float] | np.ndarray | Sequence[int],
         scores: np.ndarray | Sequence[float] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(lead_scores, Mapping):
@@ -476,7 +476,7 @@ class RealtimeRouter:
 
     def route(
         self,
-        lead_scores: Mapping[int | str, float] | np.ndarray | Sequence[int],
+        lead_scores: Mapping[int, float] | Mapping[str, float] | np.ndarray | Sequence[int],
         scores: np.ndarray | Sequence[float] | None = None,
         *,
         units: float = 1.0,

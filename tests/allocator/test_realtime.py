@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from allocator.problem import Allocation, AllocationProblem
 from allocator.realtime import PriorSample, RealtimeRouter, choose, dual_prices
@@ -301,3 +303,31 @@ def test_choose_is_pure() -> None:
     d = choose(np.array([0, 1]), np.array([0.3, 0.5]), price, np.array([True, True]), ("A", "B"))
     assert d.partner_id == "B" and d.adjusted_value == pytest.approx(0.4)
     assert price.tolist() == [0.0, 0.1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cap=st.lists(st.integers(0, 3), min_size=1, max_size=6),
+    price=st.lists(st.floats(-0.5, 0.5), min_size=6, max_size=6),
+    leads=st.lists(st.dictionaries(st.integers(0, 5), st.floats(0.0, 1.0), max_size=6),
+                   max_size=25),
+)
+def test_every_decision_is_the_best_partner_with_room(
+    cap: list[int], price: list[float], leads: list[dict[int, float]]
+) -> None:
+    m = len(cap)
+    ids = [f"P{j}" for j in range(m)]
+    r = RealtimeRouter(ids, cap, price[:m])
+    for lead in leads:
+        lead = {j: s for j, s in lead.items() if j < m}
+        room_before = r.remaining.copy()
+        d = r.route(lead)
+        adj = {j: s - r.price[j] for j, s in lead.items() if room_before[j] >= 1}
+        if d.partner is None:
+            assert not adj or max(adj.values()) <= 0
+        else:
+            assert room_before[d.partner] >= 1
+            assert d.adjusted_value is not None and d.adjusted_value > 0
+            assert d.adjusted_value == pytest.approx(max(adj.values()))
+    assert (r.remaining >= 0).all()
+    assert r.received.sum() == pytest.approx(sum(cap) - r.remaining.sum())
