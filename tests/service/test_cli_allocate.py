@@ -144,3 +144,24 @@ def test_solve_rejects_bad_scores_duplicates_and_unknown_ids(files, tmp_path):
     assert "row 1" in text and "row 3" in text and "'score'" in text
     assert "duplicate" in text and "NOPE" in text
     assert not out.exists()
+
+
+def test_allocate_scores_with_the_promoted_model_of_a_registry(files, tmp_path):
+    from models.train import train_model
+
+    history = simulate_channel(n_partners=12, n_leads=10, n_history=600, seed=5)
+    registry = tmp_path / "models"
+    train_model(history.history, history.partners, model_dir=registry)
+    out = tmp_path / "round"
+    result = runner.invoke(app, [*_allocate_args(files, out), "--model", str(registry), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scores_source"] == "scores: model version v0001"
+    assert summary["expected_conversions"] == pytest.approx(summary["objective"])
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, [*_allocate_args(files, tmp_path / "other"), "--model",
+                                 str(empty)])
+    assert result.exit_code == 2 and "no model version is promoted" in result.stderr
+    assert not (tmp_path / "other").exists()
