@@ -15,14 +15,16 @@ in this order, and keeps the reason each lead or pair was ruled out:
    rules 2–5 has its owner as its only pair; otherwise a note says why and the
    lead falls back to the other eligible partners.
 
-The work is sparse and vectorized: a partner list per territory (CSR arrays)
-is expanded per lead with ``np.repeat``, then filtered by boolean lookups in
-small partner × territory and partner × product tables; no Python loop runs
-per pair, and no lead × partner matrix is built unless ``match_region`` is off.
+The work is sparse and vectorized: leads sharing (region, country, product)
+share their eligible partners under rules 2–4, so those rules run once per
+such group on partner vectors, and the groups' partner lists (CSR arrays) are
+expanded per lead with ``np.repeat``; rejections and owners are then masks on
+the pairs.  No Python loop runs per lead or per pair.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ from allocator.policy import Policy
 
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)
 RULE_ORDER = ("inactive", "territory", "certification", "rejected", "account_owner")
+COUNT_COLUMNS = ("qualification", *RULE_ORDER, "eligible")
 
 
 def _as_tuple(cell: Any) -> tuple[str, ...]:
@@ -46,11 +49,16 @@ def _as_tuple(cell: Any) -> tuple[str, ...]:
 
 
 def _take_str(values: pd.Series, positions: np.ndarray) -> pd.Series:
-    """``values`` at ``positions`` as a ``str`` column (arrow take: ~6x faster than pandas')."""
+    """``values`` at ``positions`` as a ``str`` column.
+
+    Decoding a dictionary array is ~4x faster than ``take`` (arrow's or
+    pandas') for tens of millions of rows.
+    """
     if values.dtype != _STR:
         values = values.astype(_STR)
-    taken = pa.array(values, type=pa.large_string()).take(pa.array(positions))
-    return pd.Series(taken, dtype=_STR)
+    dictionary = pa.array(values, type=pa.large_string())
+    taken = pa.DictionaryArray.from_arrays(pa.array(positions, type=pa.int64()), dictionary)
+    return pd.Series(taken.cast(pa.large_string()), dtype=_STR)
 
 
 def _optional(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -71,6 +79,24 @@ def _membership(cells: list[tuple[str, ...]], vocab: pd.Index) -> np.ndarray:
 
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def _territory_words(region: Any, country: Any) -> str:
+    text = f"region {region}"
+    if isinstance(country, str) and country != region:
+        text += f" or country {country}"
+    return text
+
+
+def _gate_words(score: float, gate: float | None) -> str:
+    if np.isnan(score):
+        return f"qualification score is missing and the minimum is {gate:g}"
+    return f"qualification score {score:g} is below the minimum of {gate:g}"
+
+
+def _values(series: pd.Series, positions: np.ndarray) -> list[Any]:
+    """Plain Python values of ``series`` at ``positions`` (missing as NaN)."""
+    return series.iloc[positions].to_numpy(dtype=object).tolist()
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,17 +122,10 @@ class _Rules:
     rejected_keys: np.ndarray  # sorted lead_index * n_partners + partner_index
 
     def territory_text(self, i: int) -> str:
-        region, country = self.region.iat[i], self.country.iat[i]
-        text = f"region {region}"
-        if isinstance(country, str) and country != region:
-            text += f" or country {country}"
-        return text
+        return _territory_words(self.region.iat[i], self.country.iat[i])
 
     def gate_text(self, i: int) -> str:
-        gate = self.policy.qualification_min_score
-        if np.isnan(self.score[i]):
-            return f"qualification score is missing and the minimum is {gate:g}"
-        return f"qualification score {self.score[i]:g} is below the minimum of {gate:g}"
+        return _gate_words(float(self.score[i]), self.policy.qualification_min_score)
 
     def partner_failures(self, i: int, j: int) -> list[str]:
         """Rules 2–5 that exclude partner ``j`` from lead ``i``, in words."""
@@ -155,6 +174,7 @@ class Eligibility:
     leads_in_round: np.ndarray
     owner_notes: pd.DataFrame
     _rules: _Rules = field(repr=False)
+    _counts: np.ndarray = field(repr=False)  # leads × COUNT_COLUMNS, from the vectorized pass
 
     def _positions(self, lead_id: str, partner_id: str | None = None) -> tuple[int, int]:
         i = self._rules.lead_ids.get_indexer(pd.Index([lead_id]))[0]
@@ -209,7 +229,7 @@ class Eligibility:
         i, _ = self._positions(lead_id)
         r = self._rules
         n = len(r.partner_ids)
-        counts = dict.fromkeys(("qualification", *RULE_ORDER, "eligible"), 0)
+        counts = dict.fromkeys(COUNT_COLUMNS, 0)
         if not r.qualified[i]:
             counts["qualification"] = n
             return counts
@@ -235,6 +255,27 @@ class Eligibility:
         counts["eligible"] = int(left.sum())
         return counts
 
+    def excluded_counts_table(self, lead_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """:meth:`excluded_counts` for many leads at once (all leads, in order, by default).
+
+        Returns
+        -------
+        DataFrame
+            ``lead_id`` and one int64 column per name in :data:`COUNT_COLUMNS`.
+        """
+        r = self._rules
+        if lead_ids is None:
+            rows = np.arange(len(r.lead_ids))
+        else:
+            rows = r.lead_ids.get_indexer(pd.Index(list(lead_ids)))
+            if (rows < 0).any():
+                unknown = [lead_ids[k] for k in np.flatnonzero(rows < 0)[:5]]
+                raise ValueError(f"Unknown lead_id values {unknown}: they are not among the "
+                                 "round's leads.")
+        table = pd.DataFrame(self._counts[rows], columns=list(COUNT_COLUMNS))
+        table.insert(0, "lead_id", pd.Series(r.lead_ids[rows].to_numpy(), dtype=_STR))
+        return table
+
 
 def _qualification(leads: pd.DataFrame, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
     if "qualification_score" in leads.columns:
@@ -248,46 +289,88 @@ def _qualification(leads: pd.DataFrame, policy: Policy) -> tuple[np.ndarray, np.
 
 
 def _expand(lead_pos: np.ndarray, codes: np.ndarray, indptr: np.ndarray,
-            members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (lead, member) for every lead and every member listed under its code."""
+            members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (lead, member) for every lead and every member listed under its code.
+
+    Returns the pairs' lead and member arrays (int64, grouped by lead in the
+    order of ``lead_pos``) and the number of pairs of each lead.
+    """
     counts = indptr[codes + 1] - indptr[codes]
-    counts[codes < 0] = 0
-    total = int(counts.sum())
-    run_start = np.repeat(indptr[codes] - (np.cumsum(counts) - counts), counts)
-    return np.repeat(lead_pos, counts), members[run_start + np.arange(total)]
+    # one running index into ``members``: +1 within a list, a jump at each lead's first pair
+    step = np.ones(int(counts.sum()), dtype=np.int64)
+    nonempty = counts > 0
+    starts = indptr[codes][nonempty]
+    ends = (np.cumsum(counts) - counts)[nonempty]
+    if len(starts):
+        step[ends[1:]] = starts[1:] - (starts[:-1] + counts[nonempty][:-1] - 1)
+        step[0] = starts[0]
+    return (np.repeat(lead_pos.astype(np.int64, copy=False), counts),
+            members[np.cumsum(step, out=step)], counts)
 
 
-def _territory_pairs(r: _Rules, lead_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    active_idx = np.flatnonzero(r.active)
-    if not r.policy.match_region:
-        return np.repeat(lead_pos, len(active_idx)), np.tile(active_idx, len(lead_pos))
-    sub = r.cover[active_idx, :-1]
-    terr, part = np.nonzero(sub.T)  # sorted by territory, then partner
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(terr, minlength=sub.shape[1]))])
-    members = active_idx[part]
-    li_r, pj_r = _expand(lead_pos, r.region_code[lead_pos], indptr, members)
-    country = r.country_code[lead_pos]
-    other = country != r.region_code[lead_pos]
-    li_c, pj_c = _expand(lead_pos[other], country[other], indptr, members)
-    # a partner covering both the region and the country is already listed once
-    fresh = ~r.cover[pj_c, r.region_code[li_c]]
-    li = np.concatenate([li_r, li_c[fresh]])
-    pj = np.concatenate([pj_r, pj_c[fresh]])
-    order = np.argsort(li, kind="stable")  # two sorted runs: a linear merge
-    return li[order], pj[order]
+class _Locator:
+    """Position of partner ``j`` in group ``g``'s list (global, in ``members``), or -1."""
+
+    def __init__(self, indptr: np.ndarray, members: np.ndarray, n_partners: int) -> None:
+        sizes = np.diff(indptr)
+        self.n = max(n_partners, 1)
+        self.keys = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes) * self.n + members
+
+    def __call__(self, g: np.ndarray, j: np.ndarray) -> np.ndarray:
+        key = g.astype(np.int64) * self.n + j
+        at = np.searchsorted(self.keys, key)
+        ok = (g >= 0) & (at < len(self.keys))
+        ok[ok] &= self.keys[at[ok]] == key[ok]
+        return np.where(ok, at, -1)
+
+
+def _group_lists(r: _Rules, lead_pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Eligible partners per group of leads sharing (region, country, product).
+
+    Leads in a group have the same partners under rules 2–4, so the rules run
+    once per group (hundreds) on partner vectors instead of once per pair.
+
+    Returns
+    -------
+    group, indptr, members, n_territory, n_certified
+        The group of each lead in ``lead_pos``; the CSR list of each group's
+        partners (ascending); per group, active partners covering the
+        territory and those of them also holding the certification.
+    """
+    n_terr, n_prod = r.cover.shape[1], r.certified.shape[1]
+    # code -1 (unknown) becomes the last column: all False for territory, all True for product
+    key = ((r.region_code[lead_pos] % n_terr) * n_terr
+           + r.country_code[lead_pos] % n_terr) * n_prod + r.product_code[lead_pos] % n_prod
+    keys, group = np.unique(key, return_inverse=True)
+    lists, n_territory, n_certified = [], [], []
+    for k in keys.tolist():
+        region, rest = divmod(k, n_terr * n_prod)
+        country, product = divmod(rest, n_prod)
+        covers = r.active & (r.cover[:, region] | r.cover[:, country]
+                             if r.policy.match_region else True)
+        passes = covers & r.certified[:, product] if r.policy.require_certification else covers
+        lists.append(np.flatnonzero(passes))
+        n_territory.append(int(covers.sum()))
+        n_certified.append(len(lists[-1]))
+    sizes = np.array([len(m) for m in lists], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    members = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, dtype=np.int64)
+    return (group.astype(np.int64), indptr, members, np.array(n_territory, dtype=np.int64),
+            np.array(n_certified, dtype=np.int64))
 
 
 def _no_partner_reasons(r: _Rules, leads: np.ndarray, n_territory: np.ndarray,
                         n_certified: np.ndarray) -> list[str]:
     out = []
-    for i, nt, nc in zip(leads.tolist(), n_territory.tolist(), n_certified.tolist(), strict=True):
-        where = r.territory_text(i) if r.policy.match_region else ""
+    for region, country, product, nt, nc in zip(
+            _values(r.region, leads), _values(r.country, leads), _values(r.product, leads),
+            n_territory.tolist(), n_certified.tolist(), strict=True):
+        where = _territory_words(region, country) if r.policy.match_region else ""
         if nt == 0:
             text = f"no active partner covers {where}" if where else "no active partner"
         else:
             covered = (_plural(nt, "partner covers", "partners cover") + f" {where}" if where
                        else _plural(nt, "active partner", "active partners"))
-            product = r.product.iat[i]
             needs_cert = r.policy.require_certification and isinstance(product, str)
             if nc == 0:
                 text = f"{covered}, none holds certification '{product}'"
@@ -297,6 +380,23 @@ def _no_partner_reasons(r: _Rules, leads: np.ndarray, n_territory: np.ndarray,
             else:
                 text = f"{covered}, all of which rejected this lead before"
         out.append(f"no eligible partner: {text}")
+    return out
+
+
+def _owner_notes(r: _Rules, leads: np.ndarray, owned: np.ndarray,
+                 n_eligible: np.ndarray) -> list[str]:
+    out = []
+    for i, lead, owner, is_owned, n in zip(
+            leads.tolist(), r.lead_ids[leads].tolist(), _values(r.owner, leads),
+            owned[leads].tolist(), n_eligible[leads].tolist(), strict=True):
+        if is_owned:
+            out.append(f"lead {lead} goes to its account owner {owner}")
+            continue
+        j = int(r.owner_index[i])
+        why = f"{owner} is not a known partner" if j < 0 else "; ".join(r.partner_failures(i, j))
+        others = _plural(n, "other eligible partner", "other eligible partners")
+        fallback = f"offered to the {others}" if n else "no other partner is eligible either"
+        out.append(f"account owner {owner} of lead {lead} is not eligible ({why}); {fallback}")
     return out
 
 
@@ -356,40 +456,54 @@ def find_eligible_pairs(partners: pd.DataFrame, leads: pd.DataFrame, policy: Pol
                products.get_indexer(pd.Index(product)), region, country, product, score, qualified,
                owner, owner_index, rejected_keys)
 
-    lead_pos = np.flatnonzero(qualified).astype(np.int64)
-    li, pj = _territory_pairs(r, lead_pos)
-    n_territory = np.bincount(li, minlength=n_leads)
-    if policy.require_certification:
-        keep = certified[pj, r.product_code[li]]
-        li, pj = li[keep], pj[keep]
-    n_certified = np.bincount(li, minlength=n_leads)
-    if len(rejected_keys):
-        keep = ~np.isin(li * n_partners + pj, rejected_keys)
-        li, pj = li[keep], pj[keep]
-    n_eligible = np.bincount(li, minlength=n_leads)
-
+    lead_pos = np.flatnonzero(qualified)
+    group, indptr, members, group_territory, group_certified = _group_lists(r, lead_pos)
+    lead_group = np.full(n_leads, -1, dtype=np.int64)
+    lead_group[lead_pos] = group
+    n_territory = np.zeros(n_leads, dtype=np.int64)
+    n_territory[lead_pos] = group_territory[group]
+    n_certified = np.zeros(n_leads, dtype=np.int64)
+    n_certified[lead_pos] = group_certified[group]
+    # rejections and owners are looked up in the groups' lists, so no pass over all pairs
+    locate = _Locator(indptr, members, n_partners)
+    rej_lead = rejected_keys // max(n_partners, 1)
+    rej_at = locate(lead_group[rej_lead], rejected_keys % max(n_partners, 1))
+    rej_lead, rej_at = rej_lead[rej_at >= 0], rej_at[rej_at >= 0]
+    n_eligible = n_certified - np.bincount(rej_lead, minlength=n_leads)
+    code = group.copy()
+    owned = np.zeros(n_leads, dtype=bool)
     notes = pd.DataFrame({"lead_id": pd.Series([], dtype=_STR),
                           "owner_partner_id": pd.Series([], dtype=_STR),
                           "owner_eligible": pd.Series([], dtype=bool),
                           "note": pd.Series([], dtype=_STR)})
     if policy.honor_account_owner:
-        is_owner = pj == owner_index[li]
-        owned = np.zeros(n_leads, dtype=bool)
-        owned[li[is_owner]] = True
-        keep = ~owned[li] | is_owner
-        li, pj = li[keep], pj[keep]
         with_owner = np.flatnonzero(qualified & (owner_index != -1))
+        candidate = with_owner[owner_index[with_owner] >= 0]
+        hit = locate(lead_group[candidate], owner_index[candidate]) >= 0
+        hit &= ~np.isin(candidate * n_partners + owner_index[candidate], rejected_keys)
+        owned[candidate[hit]] = True
+        # an owned lead's only pair: the owner's singleton list, appended after the groups
+        code[owned[lead_pos]] = len(indptr) - 1 + owner_index[lead_pos[owned[lead_pos]]]
+        indptr = np.concatenate([indptr, indptr[-1] + np.arange(1, n_partners + 1)])
+        members = np.concatenate([members, np.arange(n_partners, dtype=np.int64)])
         notes = pd.DataFrame({
             "lead_id": _take_str(leads["lead_id"], with_owner),
             "owner_partner_id": _take_str(owner, with_owner),
             "owner_eligible": owned[with_owner],
-            "note": pd.Series([_owner_note(r, i, bool(owned[i]), int(n_eligible[i]))
-                               for i in with_owner.tolist()], dtype=_STR)})
+            "note": pd.Series(_owner_notes(r, with_owner, owned, n_eligible), dtype=_STR)})
+    li, pj, counts = _expand(lead_pos, code, indptr, members)
+    drop = ~owned[rej_lead]
+    if drop.any():
+        first = np.zeros(n_leads, dtype=np.int64)
+        first[lead_pos] = np.cumsum(counts) - counts
+        at = first[rej_lead[drop]] + rej_at[drop] - indptr[lead_group[rej_lead[drop]]]
+        li, pj = np.delete(li, at), np.delete(pj, at)
 
     gated = np.flatnonzero(~qualified)
     empty = np.flatnonzero(qualified & (n_eligible == 0))
     held = np.concatenate([gated, empty])
-    reasons = ([r.gate_text(i) for i in gated.tolist()]
+    gate = policy.qualification_min_score
+    reasons = ([_gate_words(x, gate) for x in score[gated].tolist()]
                + _no_partner_reasons(r, empty, n_territory[empty], n_certified[empty]))
     order = np.argsort(held, kind="stable")
     held_back = pd.DataFrame({
@@ -399,18 +513,15 @@ def find_eligible_pairs(partners: pd.DataFrame, leads: pd.DataFrame, policy: Pol
         "reason": pd.Series(np.array(reasons, dtype=object)[order], dtype=_STR)})
     pairs = pd.DataFrame({"lead_id": _take_str(leads["lead_id"], li),
                           "partner_id": _take_str(partners["partner_id"], pj),
-                          "lead_index": li.astype(np.int64), "partner_index": pj.astype(np.int64)})
+                          "lead_index": li, "partner_index": pj},
+                         copy=False)  # fresh arrays: no need to copy 2 × n_pairs int64
+    counts = np.zeros((n_leads, len(COUNT_COLUMNS)), dtype=np.int64)
+    n_active = int(active.sum())
+    counts[~qualified, 0] = n_partners
+    counts[qualified, 1:] = np.column_stack([
+        np.full(n_leads, n_partners - n_active), n_active - n_territory,
+        n_territory - n_certified, n_certified - n_eligible,
+        np.where(owned, n_eligible - 1, 0), np.where(owned, 1, n_eligible)])[qualified]
     return Eligibility(pairs=pairs, held_back=held_back,
                        leads_in_round=np.flatnonzero(qualified & (n_eligible > 0)).astype(np.int64),
-                       owner_notes=notes, _rules=r)
-
-
-def _owner_note(r: _Rules, i: int, eligible: bool, n_eligible: int) -> str:
-    lead, owner = r.lead_ids[i], r.owner.iat[i]
-    if eligible:
-        return f"lead {lead} goes to its account owner {owner}"
-    j = int(r.owner_index[i])
-    why = f"{owner} is not a known partner" if j < 0 else "; ".join(r.partner_failures(i, j))
-    others = _plural(n_eligible, "other eligible partner", "other eligible partners")
-    fallback = f"offered to the {others}" if n_eligible else "no other partner is eligible either"
-    return f"account owner {owner} of lead {lead} is not eligible ({why}); {fallback}"
+                       owner_notes=notes, _rules=r, _counts=counts)

@@ -180,27 +180,39 @@ def test_unknown_ids_are_named(partners):
         elig.explain_exclusion("L1", "P7")
 
 
-def _brute_force(partners: pd.DataFrame, leads: pd.DataFrame, policy: Policy) -> set:
-    gate = policy.qualification_min_score or 0.0
+def _brute_force(partners: pd.DataFrame, leads: pd.DataFrame, policy: Policy,
+                 rejected: set) -> set:
+    gate = policy.qualification_min_score
     plist = partners.to_dict("records")
     out = set()
     for i, lead in enumerate(leads.to_dict("records")):
-        if not lead["qualification_score"] >= gate:
+        if gate is not None and not lead["qualification_score"] >= gate:
             continue
         ok = [j for j, p in enumerate(plist)
-              if p["active"] and (lead["region"] in p["regions"] or lead["country"] in p["regions"])
-              and (not isinstance(lead["product"], str) or lead["product"] in p["certifications"])]
-        owner = [j for j in ok if plist[j]["partner_id"] == lead["account_owner_partner_id"]]
+              if p["active"]
+              and (not policy.match_region or lead["region"] in p["regions"]
+                   or lead["country"] in p["regions"])
+              and (not policy.require_certification or not isinstance(lead["product"], str)
+                   or lead["product"] in p["certifications"])
+              and (lead["lead_id"], p["partner_id"]) not in rejected]
+        owner = [j for j in ok if policy.honor_account_owner
+                 and plist[j]["partner_id"] == lead["account_owner_partner_id"]]
         out |= {(i, j) for j in (owner or ok)}
     return out
 
 
-def test_vectorized_pairs_match_a_per_pair_loop():
+@pytest.mark.parametrize("policy", [
+    POLICY,
+    replace(POLICY, match_region=False),
+    replace(POLICY, require_certification=False, honor_account_owner=False),
+    replace(POLICY, qualification_min_score=None),
+], ids=["default", "no_territory", "no_cert_no_owner", "no_gate"])
+def test_vectorized_pairs_match_a_per_pair_loop(policy):
     rng = np.random.default_rng(3)
     terr = ["NA", "EMEA", "US", "CA", "DE", "FR", "GB"]
     prods = ["security", "cloud", "storage"]
     partners = _partners([
-        (f"P{j}", tuple(rng.choice(terr, rng.integers(1, 4), replace=False)),
+        (f"P{j}", tuple(rng.choice(terr, rng.integers(0, 4), replace=False)),
          tuple(rng.choice(prods, rng.integers(0, 3), replace=False)), bool(rng.random() < 0.9))
         for j in range(40)])
     region_of = {"US": "NA", "CA": "NA", "DE": "EMEA", "FR": "EMEA", "GB": "EMEA", "MX": "NA"}
@@ -211,16 +223,31 @@ def test_vectorized_pairs_match_a_per_pair_loop():
         "product": pd.Series(rng.choice(np.array([*prods, None], dtype=object), 300), dtype="str"),
         "qualification_score": rng.uniform(0, 100, 300),
         "account_owner_partner_id": pd.Series(
-            [f"P{rng.integers(40)}" if rng.random() < 0.2 else None for _ in range(300)],
+            [f"P{rng.integers(42)}" if rng.random() < 0.2 else None for _ in range(300)],
             dtype="str"),
     })
-    elig = find_eligible_pairs(partners, leads, POLICY)
+    rejected = pd.DataFrame({"lead_id": [f"L{i}" for i in rng.integers(300, size=400)],
+                             "partner_id": [f"P{j}" for j in rng.integers(40, size=400)]})
+    elig = find_eligible_pairs(partners, leads, policy, rejected=rejected)
     got = set(zip(elig.pairs["lead_index"], elig.pairs["partner_index"], strict=True))
-    assert got == _brute_force(partners, leads, POLICY)
+    expected = _brute_force(partners, leads, policy,
+                            set(zip(rejected["lead_id"], rejected["partner_id"], strict=True)))
+    assert got == expected
     assert len(got) == len(elig.pairs)  # no duplicate pairs
     assert (np.diff(elig.pairs["lead_index"]) >= 0).all()  # grouped by lead
-    for lead_id, partner_id in [("L5", "P1"), ("L17", "P30"), ("L100", "P2")]:
-        if not elig.is_eligible(lead_id, partner_id):
-            assert elig.explain_exclusion(lead_id, partner_id)
-    counts = elig.excluded_counts("L5")
-    assert sum(counts.values()) == len(partners)
+    n_pairs = elig.pairs.groupby("lead_index").size()
+    assert elig.leads_in_round.tolist() == n_pairs.index.tolist()
+    # the vectorized per-lead table agrees with the per-partner count of each lead
+    table = elig.excluded_counts_table()
+    for i in range(300):
+        counts = elig.excluded_counts(f"L{i}")
+        assert table.iloc[i, 1:].to_dict() == counts
+        assert sum(counts.values()) == len(partners)
+        assert counts["eligible"] == n_pairs.get(i, 0) or counts["qualification"] == 40
+    for i, j in [(5, 1), (17, 30), (100, 2), (200, 7), (250, 39)]:
+        assert elig.is_eligible(f"L{i}", f"P{j}") == ((i, j) in expected)
+        if (i, j) not in expected:
+            assert elig.explain_exclusion(f"L{i}", f"P{j}")
+    assert elig.excluded_counts_table(["L7", "L3"])["lead_id"].tolist() == ["L7", "L3"]
+    with pytest.raises(ValueError, match=r"Unknown lead_id values \['L999'\]"):
+        elig.excluded_counts_table(["L1", "L999"])
