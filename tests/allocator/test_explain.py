@@ -284,3 +284,35 @@ def test_reasons_quote_the_solvers_own_prices(case):
     assert row["price"] == pytest.approx(price)
     assert row["price_source"] and row["price_source"] in row["reason"]
     assert (e.leads.loc[e.leads["rank"] == 1, "reason_kind"] == "best").all()
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_every_lead_of_an_optimal_round_that_missed_its_best_partner_names_a_rule(seed):
+    # At an optimum, moving one lead to a better partner must break a rule; explain must find it.
+    from allocator.errors import InfeasiblePolicyError
+    from allocator.solve import solve
+
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(5, 40)), int(rng.integers(2, 8))
+    mask = rng.random((n, m)) < 0.5
+    mask[np.arange(n), rng.integers(0, m, n)] = True
+    scores = [[round(float(rng.random()), 3) if mask[i, j] else None for j in range(m)]
+              for i in range(n)]
+    p = _problem(
+        scores, capacity=rng.integers(3, 10, m).astype(float).tolist(),
+        tiers=rng.choice(["gold", "silver", "bronze"], m).tolist(),
+        floor=rng.integers(0, 2, m).tolist(), intents=rng.choice(["high", "low"], n).tolist(),
+        tier_rules=(TierRule("gold", max_share=float(rng.choice([0.3, 0.5, 1.0]))),
+                    TierRule("bronze", min_share=float(rng.choice([0.0, 0.1, 0.2])))),
+        quotas=(Quota("gold", "high", max_share=0.5),) if seed % 3 == 0 else (),
+        max_per_partner=int(rng.integers(2, 10)) if seed % 2 else None)
+    try:
+        a = solve(p, time_limit_s=5)
+    except InfeasiblePolicyError:
+        pytest.skip("this random policy is infeasible")
+    assert a.status == "optimal"
+    e = explain_allocation(p, a)
+    assert not e.leads["reason_kind"].isin(["price", "unassigned_price"]).any()
+    moved = e.leads[e.leads["rank"] > 1]
+    assert (moved["stopped_by_rule"] != "").all()
+    assert (moved["reason"].str.contains("had a higher score")).all()
