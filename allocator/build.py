@@ -257,7 +257,7 @@ def build_problem(pairs: Any, scores: np.ndarray, leads: pd.DataFrame, partners:
     capacity = pd.to_numeric(partners["capacity"], errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)
     for row in np.flatnonzero(~(capacity >= 0))[:50]:
-        problems.append(InputProblem("partners", int(row) + 1, "capacity", capacity[row],
+        problems.append(InputProblem("partners", int(row) + 1, "capacity", float(capacity[row]),
                                      "capacity must be a non-negative number"))
     pair_eff_all: np.ndarray | None = None
     if effort is not None:

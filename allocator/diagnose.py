@@ -75,8 +75,17 @@ def _bipartite_max_flow(problem: AllocationProblem, pair_mask: np.ndarray,
     return int(mf.optimal_flow()), partners
 
 
-def precheck(problem: AllocationProblem, spec: NetworkSpec | None = None) -> list[Conflict]:
-    """Counting and Hall-type checks; every conflict returned proves infeasibility."""
+def precheck(problem: AllocationProblem, spec: NetworkSpec | None = None, *,
+             hall: bool = True) -> list[Conflict]:
+    """Counting and Hall-type checks; every conflict returned proves infeasibility.
+
+    Parameters
+    ----------
+    hall : bool
+        Run the two maximum flows (leads the round can place; leads able to meet
+        the floors).  Without them the checks are linear-time counts, cheap enough
+        to run before every solve; :func:`diagnose` runs them all.
+    """
     spec = network_spec(problem) if spec is None else spec
     out: list[Conflict] = []
     m = problem.n_partners
@@ -94,8 +103,9 @@ def precheck(problem: AllocationProblem, spec: NetworkSpec | None = None) -> lis
     names, tier_of = spec.tier_names, spec.partner_tier
     t = names.shape[0]
     usable = cap[problem.pair_partner] > 0
-    key = np.unique(problem.pair_lead[usable] * max(t, 1) + tier_of[problem.pair_partner[usable]])
-    tier_elig = np.bincount(key % max(t, 1), minlength=t)
+    lead_tier = np.zeros((problem.n_leads, max(t, 1)), dtype=bool)
+    lead_tier[problem.pair_lead[usable], tier_of[problem.pair_partner[usable]]] = True
+    tier_elig = lead_tier.sum(axis=0)[:t]
     tier_room = np.bincount(tier_of, weights=cap, minlength=t).astype(np.int64)
     tier_floor = np.bincount(tier_of, weights=floor, minlength=t).astype(np.int64)
     floor_rules = {k: tuple(f"floor[partner={pid[j]}]" for j in np.flatnonzero(
@@ -117,7 +127,10 @@ def precheck(problem: AllocationProblem, spec: NetworkSpec | None = None) -> lis
                    else f"its partners can take at most {tier_room[k]}")
             out.append(Conflict(f"{tier_rule} asks for at least {_leads(spec.tier_lo[k])} in tier "
                                 f"{names[k]} but {why}", (tier_rule,)))
-    placeable, _ = _bipartite_max_flow(problem, np.ones(problem.n_pairs, bool), cap)
+    if hall:
+        placeable, _ = _bipartite_max_flow(problem, np.ones(problem.n_pairs, bool), cap)
+    else:  # an upper bound: leads with a usable pair, and the room partners have
+        placeable = min(int(lead_tier.any(axis=1).sum()), int(cap.sum()))
     lo_total = int(spec.tier_lo.sum())
     if lo_total > placeable:
         rules = tuple(f"tier_share[tier={names[k]}]" for k in np.flatnonzero(spec.tier_lo > 0))
@@ -135,22 +148,26 @@ def precheck(problem: AllocationProblem, spec: NetworkSpec | None = None) -> lis
             out.append(Conflict(f"assign_all needs all {_leads(n)} placed but tier maximum shares "
                                 f"allow at most {int(spec.tier_hi.sum())}", rules))
     total_floor = int(floor.sum()) if hard_floor else 0
-    if total_floor:
+    if total_floor and hall:
         met, sink_side = _bipartite_max_flow(problem, np.ones(problem.n_pairs, bool),
                                              np.minimum(floor, cap))
         if met < total_floor:
-            short = sink_side[floor[sink_side] > 0]
+            short = np.sort(sink_side[floor[sink_side] > 0])
             need = int(floor[short].sum())
             leads = np.unique(problem.pair_lead[np.isin(problem.pair_partner, short)])
+            verb = "is" if len(leads) == 1 else "are"
             out.append(Conflict(
-                f"floors of {_plural(len(short), 'partner')} ({_list(pid[short])}) need {need} "
-                f"leads but only {len(leads)} distinct leads are eligible for any of them",
+                f"floors of {_plural(len(short), 'partner')} ({_list(pid[short])}) need "
+                f"{_leads(need)} but only {len(leads)} distinct {_leads(len(leads)).split()[1]} "
+                f"{verb} eligible for any of them",
                 tuple(f"floor[partner={pid[j]}]" for j in short)))
     keys, qlo, _, group = quota_groups(problem)
     for g, (tier, intent) in enumerate(keys):
         if qlo[g] <= 0:
             continue
-        elig = np.unique(problem.pair_lead[(group == g) & usable]).shape[0]
+        has = np.zeros(problem.n_leads, dtype=bool)
+        has[problem.pair_lead[(group == g) & usable]] = True
+        elig = int(has.sum())
         name = f"quota[tier={tier},intent={intent}]"
         if qlo[g] > elig:
             out.append(Conflict(f"{name} asks for {qlo[g]} {intent}-intent leads in tier {tier} "
@@ -177,7 +194,7 @@ def _family_rules(problem: AllocationProblem, spec: NetworkSpec, family: str) ->
 def _family_text(problem: AllocationProblem, spec: NetworkSpec, family: str) -> str:
     if family == "floor":
         k = int(np.count_nonzero(spec.floor > 0))
-        return (f"partner floors ({int(spec.floor.sum())} leads in total over "
+        return (f"partner floors ({_leads(int(spec.floor.sum()))} in total over "
                 f"{_plural(k, 'partner')})")
     if family in ("tier_min", "tier_max"):
         bound = spec.tier_lo if family == "tier_min" else spec.tier_hi
@@ -246,16 +263,23 @@ def find_conflicts(problem: AllocationProblem, time_limit_s: float = 10.0) -> li
     for size in (1, 2, 3):
         found = [combo for combo in itertools.combinations(families, size)
                  if _feasible(problem, frozenset(combo), time_limit_s)]
-        if found:
-            out = []
-            for combo in found:
-                texts = [_family_text(problem, spec, f) for f in combo]
-                rules = tuple(r for f in combo for r in _family_rules(problem, spec, f))
-                what = " together with ".join(texts)
-                out.append(Conflict(
-                    f"{what} cannot be met together with the other rules of the round; relaxing "
-                    f"{'it' if size == 1 else 'them'} alone makes the round feasible", rules))
-            return out
+        if not found:
+            continue
+        if size == 1 and len(found) > 1:
+            texts = [_family_text(problem, spec, combo[0]) for combo in found]
+            rules = tuple(r for combo in found for r in _family_rules(problem, spec, combo[0]))
+            return [Conflict(f"{', '.join(texts[:-1])} and {texts[-1]} cannot all hold in this "
+                             "round: relaxing any one of them makes it feasible", rules)]
+        out = []
+        for combo in found:
+            texts = [_family_text(problem, spec, f) for f in combo]
+            rules = tuple(r for f in combo for r in _family_rules(problem, spec, f))
+            what = " together with ".join(texts)
+            out.append(Conflict(
+                f"{what} cannot be met with the eligibility and capacity of the round"
+                + ("" if len(families) == size else " and its other rules")
+                + f"; relaxing {'it' if size == 1 else 'them'} makes the round feasible", rules))
+        return out
     rules = tuple(r for f in families for r in _family_rules(problem, spec, f))
     return [Conflict("no allocation meets the eligibility and capacity of the round together "
                      f"with {', '.join(_family_text(problem, spec, f) for f in families)}",

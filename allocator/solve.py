@@ -94,7 +94,7 @@ def solve(problem: AllocationProblem, time_limit_s: float = 30.0) -> Allocation:
     _check_shapes(problem)
     timings = {"build": float(problem.build_time_s)}
     started = time.perf_counter()
-    if precheck(problem, network_spec(problem)):
+    if precheck(problem, network_spec(problem), hall=False):
         raise diagnose(problem, time_limit_s)
     if problem.pair_effort is not None:
         from allocator.effort import solve_effort
