@@ -246,3 +246,15 @@ def test_heuristic_prior_is_the_stated_formula():
     p = heuristic_probability(pairs, leads, partners)
     base = 0.04 + 0.16 * 0.5
     np.testing.assert_allclose(p, [base * 1.5 * 1.3 * 1.2, base * 1.5, base * 1.3])
+
+
+def test_a_round_with_every_lead_held_back_still_answers(channel, policy, tmp_path):
+    leads = channel.leads.assign(effort=1.0, qualification_score=10.0)
+    result = run_round(channel.partners, leads, policy)
+    s = result.summary
+    assert s["counts"]["in_round"] == 0 and s["counts"]["held_back"] == len(leads)
+    assert s["held_back_by_reason"] == {"qualification": len(leads)}
+    assert s["objective"] == 0 and s["baselines"]["greedy"]["vs_optimizer_pct"] is None
+    write_round(result, tmp_path / "out")
+    rows = pd.read_csv(tmp_path / "out" / "assignments.csv", keep_default_na=False)
+    assert len(rows) == len(leads) and (rows["status"] == "held_back").all()
