@@ -150,7 +150,9 @@ def plot_reliability(
         table = reliability_table(y, p, n_bins)
         ece = expected_calibration_error(y, p, n_bins)
         x, obs = table["mean_predicted"], table["observed"]
-        ax.errorbar(x, obs, yerr=[obs - table["lower"], table["upper"] - obs], marker="o",
+        # Wilson bounds equal the rate at 0 and 1 up to rounding: clip the tiny negatives
+        yerr = np.clip([obs - table["lower"], table["upper"] - obs], 0, None)
+        ax.errorbar(x, obs, yerr=yerr, marker="o",
                     capsize=3, label=f"{label} (ECE {ece:.3f})")
         hist.hist(np.asarray(p, dtype=float), bins=40, histtype="step", label=label)
         top = max(top, float(table["upper"].max()), float(x.max()))

@@ -6,7 +6,8 @@ random 20% when there is no usable timestamp), builds leak-free training
 features, fits the calibrated gradient boosting model and the logistic
 baseline, keeps the one with the lower held-out log loss and records the
 other's figures beside it.  With a registry folder the run is saved as a new
-version, compared with the previous one, and the first version of a folder
+version, compared with the previous one (on the same holdout rows when the
+previous version's data ends before them), and the first version of a folder
 is promoted.
 
 The saved estimator is the one evaluated (fitted on the training part, not
@@ -32,12 +33,12 @@ from sklearn.model_selection import train_test_split
 
 import models
 from allocator.errors import InputError, InputProblem
+from models.compare import compare_with_previous
 from models.encoding import as_text
 from models.estimator import ConversionModel
 from models.evaluate import (
     METRIC_NAMES,
     classification_metrics,
-    compare_metrics,
     metrics_by_group,
     plot_reliability,
 )
@@ -71,7 +72,9 @@ class TrainingResult:
     by_tier, by_region : dict
         Held-out figures of the kept model per partner tier and per lead region.
     previous : dict or None
-        The previous version (promoted, else latest): its metrics and the differences.
+        The previous version (promoted, else latest): its recorded metrics, its
+        metrics on this holdout when it never saw those rows, and the change
+        (see :func:`models.compare.compare_with_previous`).
     promoted : bool
         Whether this version is now the promoted one.
     reliability_png : Path or None
@@ -191,24 +194,6 @@ def _group_column(
     return holdout["partner_id"].astype(str).map(lookup).to_numpy(dtype=object)
 
 
-def _previous(registry: ModelRegistry | None, metrics: dict[str, Any],
-              data_hash: str) -> dict[str, Any] | None:
-    if registry is None:
-        return None
-    name = registry.promoted() or registry.latest()
-    if name is None:
-        return None
-    meta = registry.metadata(name)
-    old = meta.get("metrics", {})
-    return {
-        "version": name,
-        "promoted": name == registry.promoted(),
-        "metrics": {k: old.get(k) for k in METRIC_NAMES},
-        "change": compare_metrics(metrics, old),
-        "same_data": meta.get("data", {}).get("fingerprint") == data_hash,
-    }
-
-
 def _json_ready(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
@@ -326,7 +311,13 @@ def train_model(
     by_tier = {} if tiers is None else metrics_by_group(y_hold, held_p[chosen], tiers)
     by_region = {} if regions is None else metrics_by_group(y_hold, held_p[chosen], regions)
     registry = None if model_dir is None else ModelRegistry(model_dir)
-    previous = _previous(registry, scores[chosen], data_hash)
+    time_range = holdout_start = None
+    if times is not None:
+        stamps = pd.to_datetime(times[[0, -1]], utc=True)
+        time_range = [stamps[0].isoformat(), stamps[1].isoformat()]
+        holdout_start = pd.Timestamp(times[hold_rows[0]], tz="UTC").isoformat()
+    previous = None if registry is None else compare_with_previous(
+        registry, hold, y_hold, partners, scores[chosen], data_hash, holdout_start)
     fitted = candidates[chosen]
     metadata: dict[str, Any] = {
         "parent": None if previous is None else previous["version"],
@@ -339,6 +330,8 @@ def train_model(
             "target": target,
             "excluded": [c for c in exclude if c],
             "time_column": time_col,
+            "time_range": time_range,
+            "holdout_start": holdout_start,
             "split": split_rule,
             "training_rows": len(train_rows),
             "holdout_rows": len(hold_rows),

@@ -75,11 +75,16 @@ def train(
     table.add_row(base["model"], *(_fmt(base[k]) for k in ("auc", "log_loss", "brier", "ece")))
     prev = result.previous
     if prev is not None:
-        table.add_row(f"previous {prev['version']}",
-                      *(_fmt(prev["metrics"][k]) for k in ("auc", "log_loss", "brier", "ece")))
+        same_rows = prev["on_this_holdout"] is not None
+        figures = prev["on_this_holdout"] if same_rows else prev["metrics"]
+        label = "on this holdout" if same_rows else "as recorded"
+        table.add_row(f"previous {prev['version']} ({label})",
+                      *(_fmt(figures[k]) for k in ("auc", "log_loss", "brier", "ece")))
         table.add_row("change", *(_signed(prev["change"][k])
                                   for k in ("auc", "log_loss", "brier", "ece")))
     out_console.print(table)
+    if prev is not None:
+        err_console.print(f"comparison with {prev['version']}: {prev['comparison']}")
     if result.by_tier:
         tiers = Table(title="by tier")
         for col in ("tier", "rows", "observed", "predicted", "auc", "ece"):

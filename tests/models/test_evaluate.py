@@ -85,6 +85,9 @@ def test_reliability_diagram_is_a_png(tmp_path):
     rng = np.random.default_rng(2)
     p = rng.uniform(0, 0.4, 3000)
     y = (rng.random(3000) < p).astype(int)
-    out = plot_reliability({"model": (y, p), "shifted": (y, p * 0.8)}, tmp_path / "rel.png")
+    extreme = np.r_[np.zeros(1500), np.ones(1500)]  # bins observed at exactly 0 and 1
+    out = plot_reliability({"model": (y, p), "shifted": (y, p * 0.8),
+                            "extreme": (extreme, np.linspace(0.01, 0.99, 3000))},
+                           tmp_path / "rel.png")
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -105,6 +105,10 @@ def test_second_run_is_compared_with_the_previous_version(tmp_path):
     assert second.version == "v0002" and not second.promoted
     prev = second.previous
     assert prev["version"] == "v0001" and prev["promoted"] and prev["same_data"]
+    # v0001 saw the rows of this holdout: only the recorded figures can be shown
+    assert prev["on_this_holdout"] is None
+    assert prev["comparison"].startswith("recorded figures on different holdouts: the previous "
+                                         "version was trained on data up to")
     assert prev["change"]["auc"] == pytest.approx(second.metrics["auc"] - first.metrics["auc"])
     assert ModelRegistry(tmp_path).metadata("v0002")["parent"] == "v0001"
     summary = second.summary()
@@ -112,3 +116,24 @@ def test_second_run_is_compared_with_the_previous_version(tmp_path):
     assert {summary["baseline"]["model"], summary["model"]} == {"gbm", "logistic"}
     assert set(summary["by_tier"]) == {"gold", "silver"}
     assert (tmp_path / "versions/v0002/reliability.png").stat().st_size > 10_000
+
+
+def test_previous_version_is_scored_on_the_new_holdout_when_it_never_saw_it(tmp_path):
+    history, partners = toy_history(1000)
+    older = history.iloc[:700]  # v0001 ends before the last 20% of the full history starts
+    first = train_model(older, partners, model_dir=tmp_path)
+    second = train_model(history, partners, model_dir=tmp_path)
+    prev = second.previous
+    assert prev["comparison"].startswith("same rows: both versions scored this holdout")
+    on_holdout = prev["on_this_holdout"]
+    assert on_holdout is not None and on_holdout != prev["metrics"]
+    assert prev["metrics"]["auc"] == first.metrics["auc"]
+    for name in ("auc", "log_loss", "brier", "ece"):
+        assert prev["change"][name] == pytest.approx(second.metrics[name] - on_holdout[name])
+    # scoring v0001 on those rows by hand gives the same figures
+    model = ModelRegistry(tmp_path).load("v0001")
+    hold = history.sort_values("assigned_at").iloc[800:]
+    X = model.features.transform_history(hold.drop(columns=["converted"]), partners)
+    p = model.estimator.predict_positive(X)
+    assert on_holdout["log_loss"] == pytest.approx(
+        float(-np.mean(np.where(hold["converted"] == 1, np.log(p), np.log(1 - p)))))
