@@ -21,11 +21,14 @@ def _expected_failed_checks(estimator: ConversionModel) -> dict[str, str]:
     # - sparse-input checks: the model reads dense feature matrices only
     #   (scikit-learn then checks that sparse input raises a clear TypeError);
     # - array-API checks: skipped by scikit-learn unless SCIPY_ARRAY_API=1.
+    # The gbm instance uses leaves of 10 rows (default 100, tuned for histories of
+    # thousands of rows): scikit-learn's accuracy check fits ~100 rows of blobs.
     return {}
 
 
 @parametrize_with_checks(
-    [ConversionModel(kind="gbm", max_iter=20), ConversionModel(kind="logistic")],
+    [ConversionModel(kind="gbm", max_iter=20, min_samples_leaf=10),
+     ConversionModel(kind="logistic")],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_contract(estimator, check):
