@@ -221,17 +221,11 @@ def network_prices(problem: AllocationProblem, sol: FlowSolution,
 def chosen_pairs(problem: AllocationProblem, lead_partner: np.ndarray) -> np.ndarray:
     """Per lead, the index of the pair (lead, its partner), ``-1`` when unassigned or not a pair."""
     lp = np.asarray(lead_partner, dtype=np.int64)
-    m = max(problem.n_partners, 1)
     out = np.full(problem.n_leads, -1, dtype=np.int64)
-    on = np.flatnonzero(lp >= 0)
-    if not problem.n_pairs or not on.size:
+    if not problem.n_pairs or not problem.n_leads:
         return out
-    key = problem.pair_lead.astype(np.int64) * m + problem.pair_partner
-    order = np.argsort(key, kind="stable")
-    want = on * m + lp[on]
-    pos = np.minimum(np.searchsorted(key[order], want), len(order) - 1)
-    hit = key[order][pos] == want
-    out[on[hit]] = order[pos[hit]]
+    match = np.flatnonzero(lp[problem.pair_lead] == problem.pair_partner)
+    out[problem.pair_lead[match][::-1]] = match[::-1]
     return out
 
 

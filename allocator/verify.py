@@ -64,21 +64,19 @@ def verify(problem: AllocationProblem, lead_partner: np.ndarray) -> Verification
         lp = np.where(bad, -1, lp)
     assigned = np.flatnonzero(lp >= 0)
 
-    # Eligibility: every (lead, partner) must be a listed pair.
-    pair_key = problem.pair_lead.astype(np.int64) * max(m, 1) + problem.pair_partner
-    order = np.argsort(pair_key, kind="stable")
-    sorted_keys = pair_key[order]
-    want = assigned * max(m, 1) + lp[assigned]
-    pos = np.searchsorted(sorted_keys, want)
-    pos_c = np.minimum(pos, max(len(sorted_keys) - 1, 0))
-    found = (pos < len(sorted_keys)) & (sorted_keys[pos_c] == want) if len(sorted_keys) else \
-        np.zeros(len(want), dtype=bool)
+    # Eligibility: every (lead, partner) must be a listed pair.  A pair matches when its
+    # partner is its lead's partner; one pass over the pairs, no sort.
+    match = np.flatnonzero(lp[problem.pair_lead] == problem.pair_partner) if n else \
+        np.zeros(0, dtype=np.int64)
+    pair_of = np.full(n, -1, dtype=np.int64)
+    pair_of[problem.pair_lead[match][::-1]] = match[::-1]  # first listed pair wins
+    found = pair_of[assigned] >= 0
     if not found.all():
         off = assigned[~found]
         out.append(f"{len(off)} lead(s) went to a partner they are not eligible for "
                    f"(leads {_names(problem.lead_ids, off)})")
     ok_leads = assigned[found]
-    ok_pairs = order[pos_c[found]]
+    ok_pairs = pair_of[ok_leads]
 
     all_count = np.bincount(lp[assigned], minlength=m)
     # Capacity, in effort units when leads cost different effort.

@@ -139,3 +139,21 @@ def test_unclamped_floors_are_solved_or_diagnosed(seed: int, n: int, m: int) -> 
     # Floors not limited by capacity or eligibility: often infeasible, never a crash.
     _check(random_problem(seed, n, m, clamp_floors=False, quotas=bool(seed % 2)),
            integral=bool(seed % 2))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 9), m=st.integers(1, 5))
+def test_default_soft_penalty_misses_as_few_floor_leads_as_possible(seed: int, n: int,
+                                                                     m: int) -> None:
+    from dataclasses import replace
+
+    problem = random_problem(seed, n, m, soft=True, clamp_floors=False)
+    # Fewest floor leads that must be missed: the same LP with scores 0 and penalty 1.
+    least = reference(replace(problem, pair_score=np.zeros(problem.n_pairs)), False, 1.0)
+    if least is None:
+        with pytest.raises(InfeasiblePolicyError):
+            solve(problem)
+        return
+    alloc = solve(problem)
+    assert alloc.verification.ok and alloc.floor_shortfall is not None
+    assert int(alloc.floor_shortfall.sum()) == round(-least)
