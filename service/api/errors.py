@@ -83,6 +83,7 @@ class NotFoundError(Exception):
 
 
 _DOCS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (ErrorOut, "The body cannot be parsed (not UTF-8 JSON, or broken multipart data)."),
     401: (ErrorOut, "No API key, or a key that is unknown, malformed or revoked."),
     403: (ErrorOut, "The key's role may not use this route, or not for this partner."),
     404: (ErrorOut, "No record has the id given in the path."),

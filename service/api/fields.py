@@ -63,6 +63,25 @@ def _json_number(value: Any) -> int | float:
     return value
 
 
+def _number_or_text(value: Any) -> int | float | str:
+    # Numeric text ("5", "1e3") is left to the data contract, as in a CSV cell.
+    if isinstance(value, str):
+        if len(value) > 200:
+            raise ValueError("must be a number (or numeric text of at most 200 characters)")
+        return storable_text(value)
+    return _json_number(value)
+
+
+def _flag(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and len(value) <= 20:
+        return storable_text(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError("must be true/false (or yes/no, 1/0)")
+
+
 def _json_scalar(value: Any) -> str | int | float | bool | None:
     if value is None or isinstance(value, bool):
         return value
@@ -88,11 +107,17 @@ def _id_list(value: Any) -> list[str] | str:
     return value  # type: ignore[no-any-return]
 
 
-#: A JSON number (integer or not; whether it must be whole is the contract's rule).
+#: A JSON number or numeric text (whether it must be whole or in range: the contract's rules).
 Num = Annotated[
-    int | float,
-    PlainValidator(_json_number),
-    WithJsonSchema({"type": "number"}),
+    int | float | str,
+    PlainValidator(_number_or_text),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 200}]}),
+]
+#: A flag: true/false, or the words the contract accepts (yes/no, 1/0).
+Flag = Annotated[
+    bool | str,
+    PlainValidator(_flag),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "maxLength": 20}]}),
 ]
 #: Extra columns kept as read (model features): scalars only.
 ExtraValue = Annotated[

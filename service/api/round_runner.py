@@ -1,11 +1,12 @@
 """Running a round for the API: stored state -> ``service.pipeline.run_round`` -> a stored round.
 
 :func:`plan_round` reads the partners and the leads without a live assignment,
-validates them with the data contract (the policy's tiers included), stores the
-policy in the same transaction, scores and solves; :func:`service.db.rounds.store_round`
-then commits everything at once or nothing.  A failed round — bad data, an
-infeasible policy, a lead taken by a concurrent round — leaves no trace but
-its error (its policy is not stored either).
+validates them with the data contract (the policy's tiers included), scores and
+solves; :func:`service.db.rounds.store_round` then stores the policy (when new),
+the round, its assignments and their audit entries in one transaction.  A failed
+round — bad data, an infeasible policy, a lead taken by a concurrent round —
+leaves no trace but its error (its policy is not stored either).  Planning only
+reads, so on SQLite no write lock is held while the solver runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from service.db import leads as leads_repo
 from service.db import partners as partners_repo
 from service.db import policies as policies_repo
 from service.db import rounds as rounds_repo
-from service.db.keys import Principal
 from service.db.records import jsonable, leads_frame, partners_frame
 from service.db.tables import StoredPolicy
 from service.pipeline import run_round
@@ -37,19 +37,26 @@ _EXPLANATION_COLUMNS = (
 )
 
 
-def resolve_policy(session: Session, body: RoundCreate,
-                   caller: Principal) -> tuple[StoredPolicy, Policy]:
-    """The round's policy: a stored one by id, or the one given (stored, not yet committed)."""
+def resolve_policy(
+    session: Session, body: RoundCreate
+) -> tuple[int | None, str, Policy, rounds_repo.NewPolicy | None]:
+    """The round's policy: ``(stored id or None, content hash, policy, policy to store)``.
+
+    Only reads: a policy given inline is stored by :func:`~service.db.rounds.store_round`
+    with the round, so a failed round stores no policy.
+    """
     if body.policy_id is not None:
         row = session.get(StoredPolicy, body.policy_id)
         if row is None:
             raise NotFoundError("policy", body.policy_id)
-        return row, policies_repo.load_stored(row)
+        return row.id, row.content_hash, policies_repo.load_stored(row), None
     assert body.policy is not None  # RoundCreate requires one of the two
     policy, data = policies_repo.parse_policy(body.policy.body, body.policy.toml)
-    row, _ = policies_repo.store_policy(session, policy, data, body.policy.toml, caller.actor,
-                                        caller.role)
-    return row, policy
+    content_hash = policies_repo.policy_hash(policy)
+    stored = policies_repo.find_policy(session, content_hash)
+    if stored is not None:
+        return stored.id, content_hash, policy, None
+    return None, content_hash, policy, rounds_repo.NewPolicy(policy, data, body.policy.toml)
 
 
 def _round_leads(session: Session, requested: list[str] | None) -> list[Any]:
@@ -88,7 +95,7 @@ def _planned(row: Mapping[Any, Any]) -> rounds_repo.PlannedAssignment:
     )
 
 
-def plan_round(session: Session, body: RoundCreate, caller: Principal, model: ModelState,
+def plan_round(session: Session, body: RoundCreate, model: ModelState,
                time_limit_s: float | None) -> rounds_repo.RoundPlan:
     """Score and solve a round over the stored leads without a live assignment.
 
@@ -104,7 +111,7 @@ def plan_round(session: Session, body: RoundCreate, caller: Principal, model: Mo
     NotFoundError
         An unknown ``policy_id``.
     """
-    policy_row, policy = resolve_policy(session, body, caller)
+    policy_id, policy_hash, policy, new_policy = resolve_policy(session, body)
     leads = _round_leads(session, body.lead_ids)
     partners = partners_repo.all_partners(session)
     if not partners:
@@ -122,14 +129,15 @@ def plan_round(session: Session, body: RoundCreate, caller: Principal, model: Mo
     assigned = per_lead[per_lead["status"] == "assigned"]
     unassigned = per_lead[per_lead["status"] == "unassigned"]
     summary = dict(result.summary)
-    summary["policy"] = {"id": policy_row.id, "content_hash": policy_row.content_hash}
+    summary["policy"] = {"id": policy_id, "content_hash": policy_hash}
     summary["model_version"] = model.version
     summary["unassigned"] = [
         {"lead_id": str(r.lead_id), "reason": str(r.reason)}
         for r in unassigned.itertuples(index=False)
     ]
     return rounds_repo.RoundPlan(
-        policy_id=policy_row.id,
+        policy_id=policy_id,
+        new_policy=new_policy,
         lead_ids=tuple(str(x) for x in leads_df["lead_id"]),
         assignments=tuple(_planned(r) for r in assigned.to_dict("records")),
         summary=jsonable(summary),

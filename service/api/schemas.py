@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from service.api.fields import (
     MAX_BATCH_ROWS,
     ExtraValue,
+    Flag,
     Ident,
     IdList,
-    Int53,
     Num,
     RowId,
     Text,
@@ -71,7 +71,7 @@ class PartnerCreate(_Row):
     certifications: IdList | None = None
     capacity: Num = Field(description="Most new leads (or effort units) in one round; ≥ 0")
     open_leads: Num | None = Field(None, description="Current backlog; ≥ 0, default 0")
-    active: bool | None = Field(None, description="Inactive partners receive nothing")
+    active: Flag | None = Field(None, description="Inactive partners receive nothing")
 
 
 class PartnersCreate(BaseModel):
@@ -180,7 +180,7 @@ class LeadPublic(BaseModel):
 class HistoryCreate(_Row):
     """One past assignment with its outcome (lead columns, ``partner_id``, ``assigned_at``)."""
 
-    converted: bool | Int53 | Ident = Field(description="yes/no, true/false or 1/0")
+    converted: Flag = Field(description="yes/no, true/false or 1/0")
     lead_id: Ident | None = None
     partner_id: Ident | None = None
     assigned_at: Ident | None = Field(None, description="ISO-8601")

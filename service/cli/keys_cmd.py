@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.cli.common import emit_json, err_console, handle_errors, out_console
 from service.db import migrate
@@ -29,8 +31,12 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
-def _sessions(db: str | None):  # type: ignore[no-untyped-def]
-    engine = make_engine(db or Settings().database_url)
+def _sessions(db: str | None) -> tuple[sa.Engine, sessionmaker[Session]]:
+    try:
+        engine = make_engine(db or Settings().database_url)
+    except (ValueError, sa.exc.ArgumentError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     migrate.upgrade(engine)
     return engine, make_sessionmaker(engine)
 

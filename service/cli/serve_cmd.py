@@ -25,6 +25,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP service: migrates the database, loads the promoted model, serves /docs."""
+    import sqlalchemy as sa
     import uvicorn
 
     from service.api.app import create_app
@@ -39,7 +40,11 @@ def serve(
         overrides["model_dir"] = model_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]
     # Migrate before serving so a bad URL or schema fails here, with exit status 1 or 2.
-    engine = make_engine(settings.database_url)
+    try:
+        engine = make_engine(settings.database_url)
+    except (ValueError, sa.exc.ArgumentError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     try:
         migrate.upgrade(engine)
     finally:

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from allocator.errors import InputError, InputProblem
@@ -16,7 +18,7 @@ from service.contract import load_policy_text
 from service.db import audit
 from service.db.records import digest
 from service.db.tables import StoredPolicy
-from service.db.types import storable_json
+from service.db.types import storable_json, utcnow
 
 
 def policy_hash(policy: Policy) -> str:
@@ -56,6 +58,11 @@ def _check_storable(data: Mapping[str, Any], file: str) -> None:
         raise InputError([InputProblem(file, None, None, None, str(exc))]) from None
 
 
+def find_policy(session: Session, content_hash: str) -> StoredPolicy | None:
+    """The stored policy with this content hash, if any."""
+    return session.scalar(sa.select(StoredPolicy).where(StoredPolicy.content_hash == content_hash))
+
+
 def store_policy(
     session: Session,
     policy: Policy,
@@ -72,22 +79,26 @@ def store_policy(
         The row and whether it was created now.
     """
     content_hash = policy_hash(policy)
-    found = session.scalar(sa.select(StoredPolicy).where(StoredPolicy.content_hash == content_hash))
+    found = find_policy(session, content_hash)
     if found is not None:
         return found, False
-    row = StoredPolicy(content_hash=content_hash, body=dict(body), source_toml=source_toml,
-                       created_by=actor)
-    try:
-        # A savepoint: a concurrent request storing the same policy first must not
-        # abort the caller's whole transaction (a round), only this insert.
-        with session.begin_nested():
-            session.add(row)
-    except sa.exc.IntegrityError:
-        found = session.scalar(
-            sa.select(StoredPolicy).where(StoredPolicy.content_hash == content_hash)
-        )
-        assert found is not None, "the policy that collided with this one is gone"
-        return found, False
+    # INSERT ... ON CONFLICT DO NOTHING: a concurrent request storing the same policy
+    # first must not fail this one (a round) — it simply uses that row.  (A savepoint
+    # would do on PostgreSQL, but pysqlite commits a lone SAVEPOINT on RELEASE.)
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    values = {"content_hash": content_hash, "body": dict(body), "source_toml": source_toml,
+              "created_by": actor, "created_at": utcnow()}
+    inserted = session.execute(
+        insert(StoredPolicy).values(**values)
+        .on_conflict_do_nothing(index_elements=["content_hash"])
+        .returning(StoredPolicy.id)
+    ).scalar()
+    row = session.scalars(
+        sa.select(StoredPolicy).where(StoredPolicy.content_hash == content_hash)
+    ).one()
+    if inserted is None:
+        return row, False
     audit.record(session, actor=actor, actor_role=actor_role, action="policy.stored",
                  entity_type="policy", entity_id=str(row.id),
                  detail={"content_hash": content_hash})

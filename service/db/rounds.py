@@ -12,13 +12,15 @@ was computed for leads that are no longer all free, so the caller re-runs it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from allocator.policy import Policy
 from service.db import audit
+from service.db.policies import store_policy
 from service.db.tables import Assignment, Lead, Partner, Round, StoredPolicy
 from service.db.types import utcnow
 
@@ -51,10 +53,23 @@ class PlannedAssignment:
 
 
 @dataclass(frozen=True)
-class RoundPlan:
-    """A solved round, not yet stored."""
+class NewPolicy:
+    """A policy given inline with the round, stored with it (and only if the round is)."""
 
-    policy_id: int
+    policy: Policy
+    body: dict[str, Any]
+    source_toml: str | None
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """A solved round, not yet stored.
+
+    ``policy_id`` names a stored policy, or is ``None`` with ``new_policy`` set.
+    Planning only reads, so no write lock is held while the solver runs.
+    """
+
+    policy_id: int | None
     lead_ids: tuple[str, ...]
     assignments: tuple[PlannedAssignment, ...]
     summary: dict[str, Any]
@@ -64,7 +79,7 @@ class RoundPlan:
     bound: float | None = None
     gap: float | None = None
     model_version: str | None = None
-    timings_s: dict[str, float] = field(default_factory=dict)
+    new_policy: NewPolicy | None = None
 
 
 def live_holders(session: Session, lead_ids: Sequence[str]) -> dict[str, int]:
@@ -118,13 +133,22 @@ def store_round(session: Session, plan: RoundPlan, actor: str,
         When a planned lead got a live assignment from another round since the
         plan was made; the transaction is rolled back and nothing is stored.
     """
-    row = Round(
-        policy_id=plan.policy_id, status=plan.status, model_version=plan.model_version,
-        n_leads=len(plan.lead_ids), n_assigned=len(plan.assignments),
-        n_held_back=plan.n_held_back, objective=plan.objective, bound=plan.bound,
-        gap=plan.gap, summary=plan.summary, created_by=actor, created_at=utcnow(),
-    )
+    summary = dict(plan.summary)
     try:
+        policy_id = plan.policy_id
+        if policy_id is None:
+            assert plan.new_policy is not None, "a round plan needs a policy"
+            new = plan.new_policy
+            stored, _ = store_policy(session, new.policy, new.body, new.source_toml, actor,
+                                     actor_role)
+            policy_id = stored.id
+            summary["policy"] = {**summary.get("policy", {}), "id": policy_id}
+        row = Round(
+            policy_id=policy_id, status=plan.status, model_version=plan.model_version,
+            n_leads=len(plan.lead_ids), n_assigned=len(plan.assignments),
+            n_held_back=plan.n_held_back, objective=plan.objective, bound=plan.bound,
+            gap=plan.gap, summary=summary, created_by=actor, created_at=utcnow(),
+        )
         session.add(row)
         session.flush()
         rows = _assignment_rows(row.id, plan)
@@ -136,7 +160,7 @@ def store_round(session: Session, plan: RoundPlan, actor: str,
             entity_type="round", entity_id=str(row.id), round_id=row.id,
             reason=f"{len(plan.assignments)} of {len(plan.lead_ids)} leads assigned "
             f"({plan.status})",
-            detail={"policy_id": plan.policy_id, "model_version": plan.model_version,
+            detail={"policy_id": policy_id, "model_version": plan.model_version,
                     "objective": plan.objective, "bound": plan.bound, "gap": plan.gap,
                     "n_held_back": plan.n_held_back},
         )

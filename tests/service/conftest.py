@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,30 +68,33 @@ def postgres_template(postgres_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def fresh_postgres(request: pytest.FixtureRequest) -> Iterator[str]:
-    """URL of a new, migrated PostgreSQL database, dropped after the test."""
+@contextmanager
+def copied_database(request: pytest.FixtureRequest, backend: str, folder: Path) -> Iterator[str]:
+    """URL of a new database copied from the migrated template, removed afterwards."""
+    if backend == "sqlite":
+        path = folder / "fairlead.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
     base: str = request.getfixturevalue("postgres_url")
     template: str = request.getfixturevalue("postgres_template")
     name = f"fl_t_{_worker()}_{uuid.uuid4().hex[:10]}"
     admin = _admin_engine(base)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield _with_database(base, name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    try:
+        yield _with_database(base, name)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database: SQLite file and PostgreSQL (each test runs on both)."""
-    if request.param == "sqlite":
-        path = tmp_path / "fairlead.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("fresh_postgres")
-    return url
+    with copied_database(request, request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

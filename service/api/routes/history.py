@@ -35,7 +35,7 @@ def _store(session: Session, frame: pd.DataFrame, target: str,
 
 
 @router.post("", response_model=HistoryIngested, summary="Add past assignments with outcomes",
-             responses=responses(409, 422))
+             responses=responses(400, 409, 422))
 def ingest_history(
     body: HistoryCreateBatch, session: SessionDep, caller: CallerDep
 ) -> HistoryIngested:
@@ -47,7 +47,7 @@ def ingest_history(
 
 @router.post("/upload", response_model=HistoryIngested,
              summary="Add past assignments from a history.csv / .parquet file",
-             responses=responses(409, 413, 422))
+             responses=responses(400, 409, 413, 422))
 def upload_history(
     file: Annotated[UploadFile, File(description="history.csv or .parquet")],
     session: SessionDep,

@@ -67,7 +67,7 @@ def _store(session: Session, frame: pd.DataFrame, caller: Principal,
     "",
     response_model=LeadsIngested,
     summary="Ingest leads (JSON rows); idempotent by lead_id",
-    responses=responses(409, 422),
+    responses=responses(400, 409, 422),
 )
 def ingest_leads(
     body: LeadsCreate, session: SessionDep, caller: CallerDep, on_conflict: OnConflict = "reject"
@@ -81,7 +81,7 @@ def ingest_leads(
     "/upload",
     response_model=LeadsIngested,
     summary="Ingest leads from a leads.csv / .parquet file; idempotent by lead_id",
-    responses=responses(409, 413, 422),
+    responses=responses(400, 409, 413, 422),
 )
 def upload_leads(
     file: Annotated[UploadFile, File(description="leads.csv or .parquet")],

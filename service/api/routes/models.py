@@ -47,7 +47,7 @@ def list_models(settings: SettingsDep) -> list[ModelVersionPublic]:
     response_model=ModelVersionPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Train a new version from the stored outcome history",
-    responses=responses(422),
+    responses=responses(400, 422),
 )
 def train(
     body: TrainCreate, request: Request, session: SessionDep, settings: SettingsDep,

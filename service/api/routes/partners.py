@@ -47,7 +47,7 @@ def _store(session: Session, frame: pd.DataFrame, caller: Principal) -> Partners
     "",
     response_model=PartnersUpserted,
     summary="Create or update partners (JSON rows)",
-    responses=responses(409, 422),
+    responses=responses(400, 409, 422),
 )
 def upsert_partners(
     body: PartnersCreate, session: SessionDep, caller: CallerDep
@@ -62,7 +62,7 @@ def upsert_partners(
     "/upload",
     response_model=PartnersUpserted,
     summary="Create or update partners from a partners.csv / .parquet file",
-    responses=responses(409, 413, 422),
+    responses=responses(400, 409, 413, 422),
 )
 def upload_partners(
     file: Annotated[UploadFile, File(description="partners.csv or .parquet")],

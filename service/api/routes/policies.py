@@ -24,7 +24,7 @@ router = protected_router("/policies", "policies")
     status_code=status.HTTP_201_CREATED,
     summary="Store a policy (TOML text or JSON); the same policy is stored once",
     responses={200: {"model": PolicyStored, "description": "The policy was already stored"},
-               **responses(409, 422)},
+               **responses(400, 409, 422)},
 )
 def store_policy(
     body: PolicyCreate, session: SessionDep, caller: CallerDep, response: Response

@@ -52,7 +52,7 @@ _ROUND_409 = {
     response_model=RoundDetail,
     status_code=status.HTTP_201_CREATED,
     summary="Run a round over the leads without a live assignment",
-    responses={**responses(404, 422), 409: _ROUND_409},
+    responses={**responses(400, 404, 422), 409: _ROUND_409},
 )
 def run(
     body: RoundCreate, request: Request, session: SessionDep, settings: SettingsDep,
@@ -63,7 +63,7 @@ def run(
     database: when a concurrent round took some of this round's leads first, this one
     fails with 409 naming them and stores nothing."""
     model = current_model(request.app.state, settings.model_dir)
-    plan = plan_round(session, body, caller, model, settings.round_time_limit_s)
+    plan = plan_round(session, body, model, settings.round_time_limit_s)
     try:
         row = repo.store_round(session, plan, caller.actor, caller.role)
     except repo.RoundConflictError as exc:
