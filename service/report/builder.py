@@ -26,6 +26,19 @@ from allocator.errors import InputError, InputProblem
 from service.report import plots
 
 TEMPLATE = "report.html"
+RULES_SHOWN = 15
+_HELD_BACK_WORDS = {
+    "qualification": "below the qualification minimum (or no score)",
+    "no_eligible_partner": "no partner is eligible (territory, certification, activity)",
+    "no_pair": "no pair lists the lead in the pairs file",
+    "inactive": "only inactive partners were listed for it",
+}
+_KIND_WORDS = {
+    "cap": "capacity caps", "floor": "partner floors", "tier_max_share": "tier maximums",
+    "tier_min_share": "tier minimums", "quota_max": "quota maximums", "quota_min": "quota minimums",
+    "max_share_per_partner": "per-partner maximums", "assign_all": "place-every-lead rule",
+}
+_UNITS = {"conversions": "expected conversions", "revenue": "expected revenue"}
 OPTIMIZER_NAME = "optimizer"
 _FAIRNESS_KEYS = ("gini_leads", "jain_leads", "worst_off_share", "expected_total")
 
@@ -89,26 +102,31 @@ def _fairness_by_method(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]
 
 
 def _methods(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per method, the optimizer first: expected conversions and fairness."""
+    """One row per method, the optimizer first: objective, expected conversions, fairness.
+
+    The objective is what each method achieves in the round's unit (expected
+    conversions, expected revenue, or the score brought in); ``expected`` is the
+    expected conversions the fairness metrics measured.
+    """
     fair = _fairness_by_method(summary)
     opt_key = next((k for k in fair if k in (OPTIMIZER_NAME, "optimal", "optimized")), None)
     opt_fair = fair.get(opt_key, {}) if opt_key else {}
-    opt_exp = _num(_first(summary, "expected_conversions", "objective"))
-    if opt_exp is None:
-        opt_exp = _num(opt_fair.get("expected_total"))
-    rows = [{"name": OPTIMIZER_NAME, "expected": opt_exp, **_fair_cols(opt_fair)}]
+    opt_obj = _num(_first(summary, "objective", "expected_conversions"))
+    rows = [{"name": OPTIMIZER_NAME, "objective": opt_obj,
+             "expected": _num(opt_fair.get("expected_total")),
+             "assigned": (summary.get("counts") or {}).get("assigned"), **_fair_cols(opt_fair)}]
     for name, base in (summary.get("baselines") or {}).items():
         if not isinstance(base, Mapping):
             continue
         bf = fair.get(str(name), {})
-        exp = _num(_first(base, "expected_conversions", "expected", "objective"))
-        if exp is None:
-            exp = _num(bf.get("expected_total"))
-        rows.append({"name": str(name), "expected": exp, **_fair_cols(bf)})
+        obj = _num(_first(base, "objective", "expected_conversions", "expected"))
+        rows.append({"name": str(name), "objective": obj,
+                     "expected": _num(bf.get("expected_total")),
+                     "assigned": base.get("assigned"), **_fair_cols(bf)})
     for row in rows:
         row["vs_optimizer_pct"] = (
-            100.0 * (row["expected"] - opt_exp) / abs(opt_exp)
-            if row["expected"] is not None and opt_exp not in (None, 0.0)
+            100.0 * (row["objective"] - opt_obj) / abs(opt_obj)
+            if row["objective"] is not None and opt_obj not in (None, 0.0)
             else None
         )
     return rows
@@ -129,13 +147,13 @@ def _partners(summary: Mapping[str, Any], assignments: pd.DataFrame | None) -> p
     if isinstance(rows, list) and rows and isinstance(rows[0], Mapping):
         df = pd.DataFrame(rows)
         if "leads" not in df:
-            for alt in ("leads_received", "n_leads", "assigned"):
+            for alt in ("received", "leads_received", "n_leads", "assigned"):
                 if alt in df:
                     df["leads"] = df[alt]
                     break
         if "expected" not in df:
             for alt in ("expected_conversions", "expected_value", "expected_total"):
-                if alt in df:
+                if alt in df and df[alt].notna().any():
                     df["expected"] = df[alt]
                     break
         if "leads" in df:
@@ -151,6 +169,12 @@ def _partners(summary: Mapping[str, Any], assignments: pd.DataFrame | None) -> p
 
 
 def _held_back(summary: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """Held-back leads counted by reason (the rule when the summary groups them)."""
+    grouped = summary.get("held_back_by_reason")
+    if isinstance(grouped, Mapping):
+        rows = [{"reason": _HELD_BACK_WORDS.get(str(k), str(k).replace("_", " ")),
+                 "count": int(v)} for k, v in grouped.items()]
+        return sorted(rows, key=lambda r: -r["count"])
     raw = summary.get("held_back")
     if raw is None:
         return None
@@ -161,8 +185,8 @@ def _held_back(summary: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     elif isinstance(raw, list):
         for item in raw:
             if isinstance(item, Mapping):
-                n = item.get("count", item.get("leads", 1))
-                counts[str(item.get("reason", "unknown"))] += int(n) if isinstance(n, int) else 1
+                n = item.get("count", 1)
+                counts[str(item.get("reason", "unknown"))] += n if isinstance(n, int) else 1
             else:
                 counts[str(item)] += 1
     return [{"reason": r, "count": n} for r, n in counts.most_common()]
@@ -175,8 +199,16 @@ def _rules(summary: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     rows = [dict(r) for r in raw if isinstance(r, Mapping)]
     for r in rows:
         r["price"] = _num(r.get("price"))
-    rows.sort(key=lambda r: (not r.get("binding", False), -(r["price"] or 0.0)))
+    rows.sort(key=lambda r: (not r.get("binding", False), -abs(r["price"] or 0.0)))
     return rows
+
+
+def _binding_by_kind(rules: list[dict[str, Any]] | None) -> list[tuple[str, int]]:
+    if not rules:
+        return []
+    kinds = Counter(_KIND_WORDS.get(str(r.get("kind")), str(r.get("kind")).replace("_", " "))
+                    for r in rules if r.get("binding"))
+    return kinds.most_common()
 
 
 def _frontier(round_dir: Path) -> dict[str, Any] | None:
@@ -207,15 +239,20 @@ def _headline(summary: Mapping[str, Any], methods: list[dict[str, Any]]) -> dict
     opt = methods[0]
     verification = summary.get("verification")
     ok = verification.get("ok") if isinstance(verification, Mapping) else None
+    counts = summary.get("counts") if isinstance(summary.get("counts"), Mapping) else {}
     return {
+        "unit": _UNITS.get(str(summary.get("objective_kind")), "objective"),
+        "counts": counts,
+        "scores_source": str(summary.get("scores_source") or "").removeprefix("scores: "),
+        "notes": list(dict.fromkeys(str(n) for n in summary.get("notes") or [])),
         "status": summary.get("status", "not recorded"),
         "objective": _num(summary.get("objective")),
         "bound": _num(summary.get("bound")),
         "gap": _num(summary.get("gap")),
-        "expected": opt["expected"],
-        "round_robin": rr["expected"] if rr else None,
-        "gain_pct": (100.0 * (opt["expected"] - rr["expected"]) / abs(rr["expected"])
-                     if rr and rr["expected"] and opt["expected"] is not None else None),
+        "expected": opt["objective"],
+        "round_robin": rr["objective"] if rr else None,
+        "gain_pct": (100.0 * (opt["objective"] - rr["objective"]) / abs(rr["objective"])
+                     if rr and rr["objective"] and opt["objective"] is not None else None),
         "verified": ok,
         "violations": list(verification.get("violations", []))
         if isinstance(verification, Mapping) else [],
@@ -256,6 +293,16 @@ def _fmt_signed_pct(value: Any) -> str:
     return f"{'+' if v > 0 else '−'}{abs(v):.1f}%"
 
 
+def _assigned(summary: Mapping[str, Any], assignments: pd.DataFrame | None) -> int | None:
+    counts = summary.get("counts")
+    if isinstance(counts, Mapping) and isinstance(counts.get("assigned"), int):
+        return int(counts["assigned"])
+    if assignments is None or "partner_id" not in assignments:
+        return None
+    pid = assignments["partner_id"]
+    return int((pid.notna() & (pid.astype(str).str.strip() != "")).sum())
+
+
 def report_context(round_dir: Path) -> dict[str, Any]:
     """Everything the template shows, from the files of one round."""
     summary = _read_summary(round_dir)
@@ -267,7 +314,8 @@ def report_context(round_dir: Path) -> dict[str, Any]:
     opt_fair = next((fair[k] for k in (OPTIMIZER_NAME, "optimal") if k in fair), None)
 
     ctx: dict[str, Any] = {
-        "title": f"Lead allocation round — {round_dir.name}",
+        "title": f"Lead allocation round — {round_dir.resolve().name}",
+        "rules_shown": RULES_SHOWN,
         "headline": _headline(summary, methods),
         "methods": methods,
         "methods_image": None,
@@ -276,22 +324,24 @@ def report_context(round_dir: Path) -> dict[str, Any]:
         "tiers": None,
         "tiers_image": None,
         "rules": _rules(summary),
+        "binding_by_kind": _binding_by_kind(_rules(summary)),
         "held_back": _held_back(summary),
         "frontier": _frontier(round_dir),
         "fairness": opt_fair,
         "timings": summary.get("timings") if isinstance(summary.get("timings"), Mapping) else None,
-        "n_assignments": (int(assignments["partner_id"].notna().sum())
-                          if assignments is not None and "partner_id" in assignments else None),
+        "n_assignments": _assigned(summary, assignments),
     }
-    if any(m["expected"] is not None for m in methods) and len(methods) > 1:
-        ctx["methods_image"] = _img(plots.methods_figure({m["name"]: m["expected"]
-                                                          for m in methods}))
+    if any(m["objective"] is not None for m in methods) and len(methods) > 1:
+        ctx["methods_image"] = _img(plots.methods_figure(
+            {m["name"]: m["objective"] for m in methods}, ctx["headline"]["unit"]))
     if partners is not None and len(partners):
         ent = partners.get("entitlement")
+        floor = partners.get("floor")
         ctx["partners_image"] = _img(plots.partner_distribution_figure(
             partners["leads"].fillna(0).to_numpy(float),
             partners["expected"].fillna(0).to_numpy(float),
             ent.fillna(0).to_numpy(float) if ent is not None else None,
+            floor.fillna(0).to_numpy(float) if floor is not None else None,
         ))
         top = partners.sort_values("leads", ascending=False)
         ctx["partners_summary"] = {

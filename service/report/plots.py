@@ -190,10 +190,11 @@ def tier_shares_figure(frontier: Frontier | pd.DataFrame) -> Figure | None:
     return fig
 
 
-def methods_figure(methods: Mapping[str, float]) -> Figure:
-    """Expected conversions per method, the optimizer first and highlighted."""
+def methods_figure(methods: Mapping[str, float | None], unit: str = "expected conversions"
+                   ) -> Figure:
+    """The objective per method (``unit``), the optimizer first and highlighted."""
     names = list(methods)
-    values = [float(methods[n]) if methods[n] is not None else math.nan for n in names]
+    values = [math.nan if (v := methods[n]) is None else float(v) for n in names]
     fig = _new_figure(7.0, 0.5 + 0.45 * len(names))
     ax = fig.subplots()
     colors = [OPTIMIZER if k == 0 else BASELINE for k in range(len(names))]
@@ -204,7 +205,7 @@ def methods_figure(methods: Mapping[str, float]) -> Figure:
         if math.isfinite(v):
             ax.text(v + 0.01 * top, yy, f"{v:,.1f}", va="center", fontsize=9)
     ax.set_yticks(y, [n.replace("_", " ") for n in names])
-    ax.set_xlabel("expected conversions")
+    ax.set_xlabel(unit)
     ax.set_xlim(0, top * 1.15 if top > 0 else 1)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
@@ -214,8 +215,13 @@ def partner_distribution_figure(
     leads: Sequence[float] | np.ndarray,
     expected: Sequence[float] | np.ndarray,
     entitlement: Sequence[float] | np.ndarray | None = None,
+    floor: Sequence[float] | np.ndarray | None = None,
 ) -> Figure:
-    """Leads and expected conversions per partner, largest first, and their Lorenz curves."""
+    """Leads and expected conversions per partner, largest first, and their Lorenz curves.
+
+    The equal share of its eligible leads (``entitlement``) and the floor are
+    drawn over each partner's bar when given.
+    """
     lead_arr = np.asarray(leads, dtype=float)
     exp_arr = np.asarray(expected, dtype=float)
     order = np.argsort(-lead_arr, kind="stable")
@@ -227,6 +233,9 @@ def partner_distribution_figure(
         ent = np.asarray(entitlement, dtype=float)[order]
         ax1.step(x, ent, where="mid", color=CURRENT, linewidth=1,
                  label="equal share of its eligible leads")
+    if floor is not None and np.asarray(floor, dtype=float).any():
+        ax1.step(x, np.asarray(floor, dtype=float)[order], where="mid", color="#edae49",
+                 linewidth=1.2, label="floor")
     ax1.set_xlabel(f"partners, most leads first ({lead_arr.size})")
     ax1.set_ylabel("leads")
     ax1.set_title("Leads per partner", loc="left", fontsize=11)
