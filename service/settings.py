@@ -28,8 +28,6 @@ class Settings(BaseSettings):
         Bring the database schema to the newest migration when the app starts.
     round_time_limit_s : float or None
         Upper bound on the solver time of one round, whatever the policy says.
-    max_page_size : int
-        Most items one page of a listing returns.
     """
 
     model_config = SettingsConfigDict(env_prefix="FAIRLEAD_", extra="ignore")
@@ -38,4 +36,3 @@ class Settings(BaseSettings):
     model_dir: Path = Path("./fairlead-models")
     migrate_on_start: bool = True
     round_time_limit_s: float | None = Field(default=60.0, gt=0)
-    max_page_size: int = Field(default=500, ge=1, le=10_000)

@@ -34,6 +34,9 @@ def lead_public(lead: Lead, caller: Principal, state: str | None = None) -> Lead
         )
     else:
         body.contact_withheld = withheld
+    owner = body.account_owner_partner_id
+    if caller.role == PARTNER and owner is not None and owner != caller.partner_id:
+        body.account_owner_partner_id = "another partner"  # whose account it is, is not theirs
     return body
 
 

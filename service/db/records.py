@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,11 @@ CONTACT_COLUMNS = ("contact_name", "contact_email", "contact_phone")
 
 
 def plain(value: Any) -> Any:
-    """A cell as a JSON-ready Python value (missing -> None, timestamps -> ISO UTC)."""
+    """A cell as a JSON-ready Python value (missing -> None, timestamps -> ISO UTC).
+
+    Cells of types JSON has no word for (bytes, decimals, durations from a
+    Parquet file) become their text, so any file that reads can be stored.
+    """
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
@@ -51,7 +55,13 @@ def plain(value: Any) -> Any:
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(value, list | tuple | np.ndarray):
         return [plain(v) for v in value]
-    return value
+    if isinstance(value, str | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def digest(record: Mapping[str, Any]) -> str:

@@ -112,7 +112,7 @@ def _audit_rows(round_id: int, plan: RoundPlan, actor: str,
     return [
         {
             "actor": actor, "actor_role": actor_role, "action": "assignment.offered",
-            "entity_type": "assignment", "entity_id": f"{round_id}:{a.lead_id}",
+            "entity_type": "assignment", "entity_id": a.lead_id,
             "round_id": round_id, "lead_id": a.lead_id, "partner_id": a.partner_id,
             "reason": a.reason,
             "detail": {"score": a.score, "rank": a.rank, "named_partners": list(a.named_partners)},

@@ -164,3 +164,44 @@ def test_an_unreadable_upload_is_a_422(client: TestClient, admin: dict[str, str]
         r = client.post("/leads/upload", headers=admin, files={"file": (name, data)})
         assert r.status_code == 422, (name, r.json())
         assert r.json()["problems"][0]["file"] == name
+
+
+def test_uploads_the_database_could_not_hold_are_422s(
+    client: TestClient, admin: dict[str, str], tmp_path: Path
+) -> None:
+    long_id = "P" * 250
+    csv = (f"partner_id,tier,regions,capacity,note\n{long_id},gold,NA,2,ok\n"
+           "P2,gold,NA,2,bad\x00note\n")
+    r = client.post("/partners/upload", headers=admin,
+                    files={"file": ("partners.csv", csv.encode())})
+    assert r.status_code == 422, r.json()
+    got = {(p["row"], p["column"], p["rule"]) for p in r.json()["problems"]}
+    assert got == {(1, "partner_id", "'partner_id' must be at most 200 characters"),
+                   (2, "note", "'note' must not contain NUL characters")}
+    values = {p["column"]: p["value"] for p in r.json()["problems"]}
+    assert values == {"partner_id": "P" * 60, "note": "bad?note"}
+    assert client.get("/partners", headers=admin).json()["total"] == 0
+
+
+def test_a_parquet_upload_keeps_odd_extra_columns(
+    client: TestClient, admin: dict[str, str], tmp_path: Path
+) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    leads = channel().leads.head(3).copy()
+    leads["raw_bytes"] = [b"\x01", b"\x02", None]
+    leads["amount"] = [Decimal("1.50"), Decimal("2"), None]
+    leads["day"] = [dt.date(2024, 1, 2)] * 3
+    path = tmp_path / "leads.parquet"
+    leads.to_parquet(path)
+    r = client.post("/leads/upload", headers=admin,
+                    files={"file": ("leads.parquet", path.read_bytes())})
+    assert r.status_code == 200, r.json()
+    assert r.json()["created"] == 3
+    stored = client.get(f"/leads/{leads['lead_id'].iat[0]}", headers=admin).json()
+    assert stored["extras"]["day"] == "2024-01-02"
+    assert stored["extras"]["amount"] == "1.50"
+    again = client.post("/leads/upload", headers=admin,
+                        files={"file": ("leads.parquet", path.read_bytes())}).json()
+    assert (again["created"], again["unchanged"]) == (0, 3)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from service.api.app import create_app
+from service.settings import Settings
 from tests.service.api_support import INFEASIBLE_TOML, POLICY_TOML, channel, rows
 
 
@@ -164,3 +167,13 @@ def test_health_reports_database_and_model(client: TestClient) -> None:
     assert body["database"]["revision"] == body["database"]["expected_revision"]
     assert body["model"]["loaded"] is False
     assert "no model registry" in body["model"]["detail"]
+
+
+def test_health_is_503_when_the_database_is_unusable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'fairlead.db'}"
+    app = create_app(Settings(database_url=url, model_dir=tmp_path, migrate_on_start=False))
+    with TestClient(app) as c:
+        r = c.get("/health")
+    assert r.status_code == 503
+    assert r.json()["status"] == "unavailable"
+    assert "database unreachable" in r.json()["database"]["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -50,8 +51,6 @@ def _database(request: Request) -> DatabaseHealth:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-            from alembic.runtime.migration import MigrationContext
-
             revision = MigrationContext.configure(conn).get_current_revision()
     except sa.exc.SQLAlchemyError as exc:
         return DatabaseHealth(
