@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-import models
 from allocator.errors import InputError, InputProblem
 from models.compare import compare_with_previous
 from models.encoding import as_text
@@ -194,6 +194,13 @@ def _group_column(
     return holdout["partner_id"].astype(str).map(lookup).to_numpy(dtype=object)
 
 
+def _package_version() -> str | None:
+    try:
+        return package_metadata.version("fairlead")
+    except package_metadata.PackageNotFoundError:  # a source tree that was never installed
+        return None
+
+
 def _json_ready(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
@@ -321,7 +328,7 @@ def train_model(
     fitted = candidates[chosen]
     metadata: dict[str, Any] = {
         "parent": None if previous is None else previous["version"],
-        "fairlead_version": getattr(models, "__version__", None),
+        "fairlead_version": _package_version(),
         "data": {
             "fingerprint": data_hash,
             "partners_fingerprint": partners_hash,
