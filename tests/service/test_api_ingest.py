@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -191,7 +192,7 @@ def test_a_parquet_upload_keeps_odd_extra_columns(
 
     leads = channel().leads.head(3).copy()
     leads["raw_bytes"] = [b"\x01", b"\x02", None]
-    leads["amount"] = [Decimal("1.50"), Decimal("2"), None]
+    leads["amount"] = pd.Series([Decimal("1.50"), Decimal("2"), None], dtype=object)
     leads["day"] = [dt.date(2024, 1, 2)] * 3
     path = tmp_path / "leads.parquet"
     leads.to_parquet(path)
