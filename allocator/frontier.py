@@ -339,6 +339,40 @@ def _point(
     )
 
 
+def _share_along_the_sweep(hard: AllocationProblem, grid: list[float],
+                          floors: dict[float, np.ndarray], solved: dict[float, dict[str, Any]],
+                          point: _PointSolver) -> None:
+    """Use what the points prove about each other (only matters when not all are optimal).
+
+    Floors only grow with alpha and every other rule stays, so an assignment
+    found at a stronger alpha is feasible at every weaker one, and a bound
+    proven at a weaker alpha holds at every stronger one.  A point the solver
+    left short of optimal in its time limit takes the better assignment of a
+    stronger point, and the tighter bound of a weaker one.
+    """
+    best: dict[str, Any] | None = None
+    best_alpha = math.nan
+    for a in reversed(grid):
+        s = solved[a]
+        if "objective" in s and (best is None or s["objective"] >= best["objective"]):
+            best, best_alpha = s, a
+        elif best is not None and s["status"] != "optimal":
+            check = point.verify_fn(replace(hard, floor=floors[a]), best["lead_partner"])
+            if check.ok:
+                note = (f"assignment of alpha={best_alpha:g}: better than the solver found "
+                        "here within the time limit")
+                solved[a] = {**best, "status": "feasible", "verified": True, "violations": (),
+                             "message": note, "solve_s": s["solve_s"],
+                             "bound": s.get("bound", math.inf)}
+    bound = math.inf
+    for a in grid:
+        s = solved[a]
+        bound = min(bound, s.get("bound", math.inf))
+        if "objective" in s and bound < s["bound"]:
+            s["bound"] = bound
+            s["gap"] = max(0.0, (bound - s["objective"]) / max(abs(bound), 1e-9))
+
+
 def compute_frontier(
     problem: AllocationProblem,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
@@ -412,6 +446,7 @@ def compute_frontier(
     for a in grid:
         solved[a] = point(replace(hard, floor=floors[a]))
         say(f"alpha={a:g}", solved[a])
+    _share_along_the_sweep(hard, grid, floors, solved, point)
     if 0.0 in solved:
         ref = solved[0.0]
     else:

@@ -76,6 +76,9 @@ def _honest_ylim(ax: Any, df: pd.DataFrame) -> None:
     values = df["objective"].dropna()
     if values.empty:
         return
+    if "bound" in df and "status" in df:
+        unproven = df["objective"].notna() & (df["status"].astype(str) != "optimal")
+        values = pd.concat([values, df.loc[unproven, "bound"].dropna()])
     top, low = float(values.max()), float(values.min())
     span = max(top - low, 0.05 * abs(top), 1e-9)
     ax.set_ylim(top - 1.1 * span, top + 0.1 * span)
@@ -95,8 +98,20 @@ def frontier_figure(frontier: Frontier | pd.DataFrame) -> Figure:
     fig = _new_figure(11.0, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
 
-    ax1.plot(sweep.loc[ok, "alpha"], sweep.loc[ok, "objective"], "-o", color=OPTIMIZER,
+    proven = ok & (sweep["status"].astype(str) == "optimal")
+    ax1.plot(sweep.loc[ok, "alpha"], sweep.loc[ok, "objective"], "-", color=OPTIMIZER)
+    ax1.plot(sweep.loc[proven, "alpha"], sweep.loc[proven, "objective"], "o", color=OPTIMIZER,
              label="best allocation at this fairness")
+    unproven = ok & ~proven
+    if unproven.any():
+        # Not proven optimal in the time limit: the best found, and how high it could go.
+        ax1.plot(sweep.loc[unproven, "alpha"], sweep.loc[unproven, "objective"], "o",
+                 markerfacecolor="white", color=OPTIMIZER,
+                 label="best found in the time limit (bar: proven bound)")
+        if "bound" in sweep:
+            rows = sweep[unproven & sweep["bound"].notna()]
+            ax1.vlines(rows["alpha"], rows["objective"], rows["bound"], color=OPTIMIZER,
+                       alpha=0.35, linewidth=2)
     if (~ok).any():
         base = float(sweep.loc[ok, "objective"].min()) if ok.any() else 0.0
         ax1.plot(sweep.loc[~ok, "alpha"], [base] * int((~ok).sum()), "x", color=MUTED,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from allocator.fairness import entitlement
 from allocator.frontier import CURRENT_LABEL, alpha_floor, compute_frontier
 from allocator.policy import Quota, TierRule
+from allocator.problem import Allocation
 from allocator.solve import solve
 from allocator.verify import verify
 from tests.allocator.fairness_cases import make_problem, random_problem
@@ -145,3 +146,25 @@ def test_frontier_properties(problem):
         assert (got >= fl).all()
         assert p.yield_lost == pytest.approx(f.reference_objective - p.objective)
         assert p.yield_lost >= -1e-9
+
+
+def test_points_short_of_optimal_borrow_from_stronger_points():
+    """A point the solver leaves short takes the assignment of a stronger alpha (nested rules)."""
+
+    def lazy_at_zero(problem, time_limit_s):
+        if problem.floor.sum() == 0:  # alpha = 0: pretend the time ran out with nothing placed
+            nothing = np.full(problem.n_leads, -1, dtype=np.int64)
+            return Allocation(status="feasible", lead_partner=nothing, lead_pair=nothing,
+                              objective=0.0, bound=10.0, gap=1.0, method="test",
+                              partner_price=np.zeros(problem.n_partners))
+        return solve(problem, time_limit_s)
+
+    f = compute_frontier(TWO, alphas=[0.0, 0.5, 1.0], include_policy=False,
+                         solve_fn=lazy_at_zero)
+    zero, half, _ = f.points
+    assert zero.status == "feasible" and zero.objective == pytest.approx(2.8)
+    assert "assignment of alpha=0.5" in zero.message and zero.verified
+    np.testing.assert_array_equal(zero.lead_partner, half.lead_partner)
+    # alpha = 0 proved nothing better than 10; the stronger points keep their own bounds.
+    assert zero.bound == 10.0 and half.bound == pytest.approx(2.8)
+    assert [p.objective for p in f.points] == pytest.approx([2.8, 2.8, 2.0])

@@ -198,3 +198,46 @@ def test_frontier_figure_marks_current_policy_and_failed_points():
     assert any("no allocation (infeasible)" in lab for lab in labels)
     assert "current policy" in [t.get_text() for t in ax1.texts]
     assert "current policy" in [t.get_text() for t in legend2.get_texts()]
+
+
+def test_report_of_a_real_round_with_its_frontier(tmp_path):
+    """`fairlead allocate` output plus `fairlead frontier` output make one full page."""
+    from allocator.build import build_problem
+    from allocator.frontier import compute_frontier
+    from allocator.policy import policy_from_dict
+    from models.simulate import simulate_channel
+    from service.pipeline import run_round, score_round, write_round
+
+    channel = simulate_channel(n_partners=12, n_leads=200, n_history=0, seed=8)
+    leads = channel.leads.assign(effort=1.0)
+    policy = policy_from_dict({"fairness": {"partner_floor": 2},
+                               "tiers": {"gold": {"min_share": 0.1}}})
+    root = tmp_path / "round"
+    write_round(run_round(channel.partners, leads, policy), root)
+    scored = score_round(channel.partners, leads, policy)
+    problem = build_problem(scored.pairs, scored.values, scored.leads, channel.partners, policy)
+    frontier = compute_frontier(problem, alphas=[0.0, 0.5, 1.0], expected=scored.probability)
+    frontier.to_frame().to_csv(root / "frontier.csv", index=False)
+
+    page = _parse(build_report(root))
+    text = " ".join(" ".join(page.text).split())
+    assert "not computed" not in text.lower()
+    assert "current policy ★" in text and "round robin" in text
+    assert len(page.imgs) == 5
+    summary = json.loads((root / "summary.json").read_text())
+    assert f"{summary['counts']['assigned']} leads placed of {summary['counts']['in_round']}" \
+        in text
+
+
+def test_report_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from service.cli.main import app
+
+    root = _write_round(tmp_path / "r", with_frontier=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", "--round", str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["report"] == str(root / "report.html")
+    res = runner.invoke(app, ["report", "--round", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "no summary.json" in res.output
