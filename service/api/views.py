@@ -10,13 +10,19 @@ from service.api.schemas import Contact, LeadPublic
 from service.db.keys import Principal
 from service.db.tables import Lead
 
+#: States in which the partner holding the lead has accepted it (or claimed it from the
+#: pool) and works it: only then does it see who to call.
+CONTACT_STATES = frozenset(
+    {"accepted", "claimed", "contacted", "qualified", "opportunity", "won", "lost"}
+)
+
 
 def contact_visibility(caller: Principal, state: str | None = None) -> str | None:
     """Why the caller may not see a lead's contact details, or ``None`` when it may."""
     if caller.role == ADMIN:
         return None
     if caller.role == PARTNER:
-        if state == "accepted":
+        if state in CONTACT_STATES:
             return None
         return "contact details are shown once the partner has accepted the lead"
     return f"{caller.role} keys do not see contact details"
