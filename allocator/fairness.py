@@ -17,11 +17,20 @@ Jain's index
 Entitlement
     A partner's *equal share of its eligible leads*: every lead with ``k``
     eligible partners gives ``1/k`` of a lead to each of them.  Entitlements add
-    up to the number of leads that have an eligible partner.  Capacity is not
-    taken into account here (the frontier limits its floors by capacity).
+    up to the number of leads that have an eligible partner.
+Attainable entitlement
+    The entitlement limited by what the partner can take: its capacity in
+    leads (with effort weights, capacity over its smallest effort) and the
+    per-partner maximum.  A partner with room for 3 leads is not "worse off"
+    for receiving 3 of an equal share of 10.  Rounded down, this is exactly the
+    frontier's floor at full strength (``alpha = 1``).
 Worst-off share
-    ``min_j leads_j / entitlement_j``: how much of its entitlement the partner
-    treated worst receives (1 means everyone got at least its equal share).
+    ``min_j leads_j / attainable_j`` over partners that can take a lead: how
+    much of what it could fairly get the partner treated worst receives (1
+    means everyone got at least its equal share, or all it has room for).
+Partners below entitlement
+    Partners receiving fewer leads than their attainable entitlement rounded
+    down: the ones a full-strength floor would lift.
 High-intent concentration
     Share of the assigned high-intent leads that go to the top 5% of partners
     (at least one partner), ranked by the high-intent leads they receive.
@@ -93,11 +102,13 @@ class FairnessMetrics:
     gini_expected, jain_expected : float
         Inequality of expected conversions per partner.
     worst_off_share : float
-        Smallest ``leads / entitlement`` over eligible partners.
+        Smallest ``leads / attainable entitlement`` over partners that can take
+        a lead (``nan`` when none can).
     worst_off_partner : str or None
         The partner with that share.
     partners_below_entitlement : int
-        Partners receiving less than their (real-valued) entitlement.
+        Partners receiving fewer leads than their attainable entitlement,
+        rounded down.
     partners_without_leads : int
         Eligible partners receiving nothing.
     high_intent_assigned : int
@@ -202,6 +213,28 @@ def entitlement(problem: AllocationProblem) -> np.ndarray:
     k = np.bincount(problem.pair_lead, minlength=problem.n_leads).astype(np.float64)
     weight = 1.0 / k[problem.pair_lead]
     return np.bincount(problem.pair_partner, weights=weight, minlength=problem.n_partners)
+
+
+def lead_capacity(problem: AllocationProblem) -> np.ndarray:
+    """Per partner, the most leads it can take (capacity and per-partner maximum).
+
+    With effort weights, capacity is in effort units and is divided by the
+    partner's smallest eligible effort (the most leads that could fit).
+    """
+    cap = problem.capacity_units.astype(np.float64)
+    if problem.pair_effort is not None:
+        smallest = np.full(problem.n_partners, np.inf)
+        np.minimum.at(smallest, problem.pair_partner, problem.pair_effort)
+        cap = np.where(np.isfinite(smallest), cap / np.where(smallest > 0, smallest, 1.0), 0.0)
+    leads = np.floor(cap + _EPS).astype(np.int64)
+    if problem.max_per_partner is not None:
+        leads = np.minimum(leads, problem.max_per_partner)
+    return np.maximum(leads, 0)
+
+
+def attainable_entitlement(problem: AllocationProblem) -> np.ndarray:
+    """Per partner, its equal share limited by the leads it can take (see the module docstring)."""
+    return np.minimum(entitlement(problem), lead_capacity(problem).astype(np.float64))
 
 
 def assigned_pairs(problem: AllocationProblem, lead_partner: np.ndarray) -> np.ndarray:
@@ -372,19 +405,19 @@ def fairness_metrics(
         partner it is not eligible for.
     """
     leads, exp = partner_totals(problem, lead_partner, expected)
-    ent = entitlement(problem)
+    fair = attainable_entitlement(problem)
     eligible = np.bincount(problem.pair_partner, minlength=problem.n_partners) > 0
     el_leads = leads[eligible]
     el_exp = exp[eligible]
 
-    ratio = np.divide(leads, ent, out=np.full(problem.n_partners, np.inf), where=ent > 0)
-    if eligible.any():
-        worst = int(np.argmin(np.where(eligible, ratio, np.inf)))
+    ratio = np.divide(leads, fair, out=np.full(problem.n_partners, np.inf), where=fair > 0)
+    if (fair > 0).any():
+        worst = int(np.argmin(ratio))
         worst_share = float(ratio[worst])
         worst_partner: str | None = str(problem.partner_ids[worst])
     else:
         worst_share, worst_partner = math.nan, None
-    below = int((eligible & (leads < ent - 1e-9)).sum())
+    below = int((leads < np.floor(fair + _EPS)).sum())
 
     pair = assigned_pairs(problem, lead_partner)
     high_lead = (pair >= 0) & (problem.lead_intent == "high")

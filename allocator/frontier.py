@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from allocator.errors import InfeasiblePolicyError
-from allocator.fairness import FairnessMetrics, entitlement, fairness_metrics
+from allocator.fairness import FairnessMetrics, entitlement, fairness_metrics, lead_capacity
 from allocator.problem import Allocation, AllocationProblem
 
 if TYPE_CHECKING:
@@ -197,19 +197,6 @@ def alpha_floor(problem: AllocationProblem, alpha: float) -> np.ndarray:
         raise ValueError(f"The fairness strength 'alpha' must be between 0 and 1. Got {alpha!r}.")
     want = np.floor(alpha * entitlement(problem) + _EPS).astype(np.int64)
     return np.minimum(want, lead_capacity(problem))
-
-
-def lead_capacity(problem: AllocationProblem) -> np.ndarray:
-    """Per partner, the most leads it can take (capacity and per-partner maximum)."""
-    cap = problem.capacity_units.astype(np.float64)
-    if problem.pair_effort is not None:
-        smallest = np.full(problem.n_partners, np.inf)
-        np.minimum.at(smallest, problem.pair_partner, problem.pair_effort)
-        cap = np.where(np.isfinite(smallest), cap / np.where(smallest > 0, smallest, 1.0), 0.0)
-    leads = np.floor(cap + _EPS).astype(np.int64)
-    if problem.max_per_partner is not None:
-        leads = np.minimum(leads, problem.max_per_partner)
-    return np.maximum(leads, 0)
 
 
 SolveFn = Callable[[AllocationProblem, float], Allocation]

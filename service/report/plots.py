@@ -129,8 +129,8 @@ def frontier_figure(frontier: Frontier | pd.DataFrame) -> Figure:
             continue
         if pd.isna(row["alpha"]):
             ax1.axhline(row["objective"], color=CURRENT, linestyle="--", linewidth=1)
-            ax1.annotate("current policy", (0.0, row["objective"]), xytext=(2, 4),
-                         textcoords="offset points", color=CURRENT, fontsize=9)
+            ax1.annotate("current policy", (1.0, row["objective"]), xytext=(0, 4),
+                         textcoords="offset points", color=CURRENT, fontsize=9, ha="right")
         else:
             ax1.plot([row["alpha"]], [row["objective"]], "*", color=CURRENT, markersize=16,
                      label="current policy")
@@ -147,15 +147,24 @@ def frontier_figure(frontier: Frontier | pd.DataFrame) -> Figure:
         pts = good[~_as_bool(good["is_current"])] if "is_current" in good else good
         ax2.plot(pts["jain_leads"], pts["objective"], "o", color=OPTIMIZER,
                  label="frontier points")
-        # Points that coincide get one label ("α 0–0.8") instead of overprinted ones.
+        # Points that coincide get one label ("α 0–0.8"); labels that would overprint the
+        # previous one are left out (the table has every point).
         groups = pts.groupby([pts["jain_leads"].round(4), pts["objective"].round(6)], sort=False)
+        x_span = float(np.ptp(pts["jain_leads"])) or 1.0
+        y_span = float(np.ptp(pts["objective"])) or 1.0
+        last: tuple[float, float] | None = None
         for (_, _), grp in groups:
             a = grp["alpha"].dropna()
             if a.empty:
                 continue
+            x, y = float(grp["jain_leads"].iloc[0]), float(grp["objective"].iloc[0])
+            if last is not None and abs(x - last[0]) < 0.08 * x_span \
+                    and abs(y - last[1]) < 0.08 * y_span:
+                continue
             text = f"α {a.min():g}" if a.size == 1 else f"α {a.min():g}–{a.max():g}"
-            ax2.annotate(text, (grp["jain_leads"].iloc[0], grp["objective"].iloc[0]),
-                         textcoords="offset points", xytext=(5, 3), fontsize=7, color=MUTED)
+            ax2.annotate(text, (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7,
+                         color=MUTED)
+            last = (x, y)
         now = good[_as_bool(good["is_current"])] if "is_current" in good else good.iloc[:0]
         ax2.plot(now["jain_leads"], now["objective"], "*", color=CURRENT, markersize=16,
                  label="current policy")

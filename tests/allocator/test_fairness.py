@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from allocator.fairness import entitlement, fairness_metrics, gini, jain, partner_totals
+from allocator.fairness import (
+    attainable_entitlement,
+    entitlement,
+    fairness_metrics,
+    gini,
+    jain,
+    lead_capacity,
+    partner_totals,
+)
 from allocator.policy import TierRule
 from tests.allocator.fairness_cases import make_problem, random_problem
 
@@ -138,3 +146,20 @@ def test_random_round_invariants():
     assert sum(t.share for t in m.tiers) == pytest.approx(1.0)
     assert 0.0 <= m.gini_leads < 1.0 and 1 / m.partners_eligible <= m.jain_leads <= 1.0
     assert m.top_partners == 2  # ceil(5% of 40)
+
+
+def test_worst_off_counts_only_what_a_partner_can_take():
+    # P1 has room for one lead: its attainable entitlement is 1, not 11/6.
+    partners = [("P1", "gold", 1), ("P2", "gold", 5), ("P3", "bronze", 0), ("P4", "silver", 5)]
+    p = make_problem(PAIRS, partners, INTENTS, tiers=TIERS)
+    np.testing.assert_allclose(attainable_entitlement(p), [1.0, 5 / 6, 0.0, 0.0])
+    np.testing.assert_array_equal(lead_capacity(p), [1, 5, 0, 5])
+    m = fairness_metrics(p, np.array([0, -1, 1, -1]))  # P1 1 (full), P2 1, P3 nothing
+    # P3 can take nothing, so it is not the worst off; P1 got all it has room for.
+    assert m.worst_off_share == pytest.approx(1.0) and m.worst_off_partner == "P1"
+    assert m.partners_below_entitlement == 0
+    m = fairness_metrics(p, np.array([-1, 0, -1, -1]))  # P2 gets nothing of 5/6
+    assert m.worst_off_partner == "P2" and m.worst_off_share == 0.0
+    assert m.partners_below_entitlement == 0  # floor(5/6) = 0: a full floor would not lift it
+    with_max = make_problem(PAIRS, partners, INTENTS, max_per_partner=0)
+    assert math.isnan(fairness_metrics(with_max, np.full(4, -1)).worst_off_share)
