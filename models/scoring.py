@@ -2,7 +2,7 @@
 
 Per-lead and per-partner features are computed once (``FeatureBuilder.prepare``),
 then each chunk of pairs gathers them by index, adds the pair features and
-runs the estimator.  Chunks bound memory: 500k pairs × ~30 features is ~120 MB.
+runs the estimator.  Chunks bound memory: 262k pairs × ~30 features is ~60 MB.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from models.estimator import ConversionModel
 from models.features import FeatureBuilder
 from models.schema import FeatureSchema, check_scoring_schema
 
-DEFAULT_CHUNK = 500_000
+DEFAULT_CHUNK = 262_144
 
 
 @dataclass(eq=False)
@@ -108,7 +108,7 @@ def score_pairs(
     leads, partners : DataFrame
         The round's leads and partners (``partners`` may be ``None`` for a
         lead-only model).
-    chunk_size : int, default=500_000
+    chunk_size : int, default=262_144
         Pairs scored at once.
 
     Returns
