@@ -29,15 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from allocator.build import quota_groups, tier_limits
 from allocator.flow import FlowSolution
 from allocator.linear import LinearModel
 from allocator.problem import AllocationProblem, RulePrice
+from allocator.residual import INF as _INF
+from allocator.residual import bellman_ford, partner_graph
+
+__all__ = ["bellman_ford"]  # re-exported: the prices' shortest paths
 
 FLOW_SOURCE = "flow potentials (residual-graph shortest paths)"
-_INF = np.int64(1) << np.int64(62)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,119 +78,19 @@ def zero_prices(problem: AllocationProblem, source: str) -> Prices:
                   source=source)
 
 
-def bellman_ford(n_nodes: int, tail: np.ndarray, head: np.ndarray, cost: np.ndarray,
-                 sources: np.ndarray) -> np.ndarray:
-    """Shortest distances from each source, on integer costs that may be negative.
-
-    Vectorized: each pass relaxes only the edges leaving nodes whose distance
-    changed in the previous pass.
-
-    Returns
-    -------
-    ndarray of int64, shape (n_nodes, len(sources))
-        ``2**62`` where a node is unreachable.
-
-    Raises
-    ------
-    RuntimeError
-        When a negative cycle is reachable (the flow was not optimal).
-    """
-    s = len(sources)
-    dist = np.full((n_nodes, s), _INF, dtype=np.int64)
-    dist[sources, np.arange(s)] = 0
-    changed = np.zeros(n_nodes, dtype=bool)
-    changed[sources] = True
-    for _ in range(n_nodes + 1):
-        live = changed[tail]
-        if not live.any():
-            return dist
-        t, h, c = tail[live], head[live], cost[live]
-        from_tail = dist[t]
-        cand = np.where(from_tail >= _INF, _INF, from_tail + c[:, None])
-        order = np.argsort(h, kind="stable")
-        h_sorted = h[order]
-        starts = np.flatnonzero(np.r_[True, h_sorted[1:] != h_sorted[:-1]])
-        best = np.minimum.reduceat(cand[order], starts, axis=0)
-        nodes = h_sorted[starts]
-        better = best < dist[nodes]
-        changed = np.zeros(n_nodes, dtype=bool)
-        rows = better.any(axis=1)
-        changed[nodes[rows]] = True
-        dist[nodes] = np.minimum(dist[nodes], best)
-    raise RuntimeError("Negative cycle in the residual graph: the flow is not optimal.")
-
-
-def _collapse(tail: np.ndarray, head: np.ndarray, cost: np.ndarray,
-              n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep the cheapest of parallel edges and drop self-loops."""
-    keep = tail != head
-    key = tail[keep].astype(np.int64) * n_nodes + head[keep]
-    best = pd.Series(cost[keep]).groupby(key, sort=False).min()
-    k = best.index.to_numpy(dtype=np.int64)
-    return k // n_nodes, k % n_nodes, best.to_numpy(dtype=np.int64)
-
-
 def network_prices(problem: AllocationProblem, sol: FlowSolution,
                    source: str = FLOW_SOURCE) -> Prices:
     """Rule prices read from an optimal flow's residual graph (see module docstring)."""
     spec = sol.spec
     m, t = problem.n_partners, spec.tier_names.shape[0]
     sink = m + t
-    n_nodes = m + t + 1
-    chosen = sol.pair_flow
-    pl, pp, pc = problem.pair_lead, problem.pair_partner, sol.pair_cost
-    lead_pair = sol.lead_pair
-    lead_assigned_pair = lead_pair[pl]
-    tails: list[np.ndarray] = []
-    heads: list[np.ndarray] = []
-    costs: list[np.ndarray] = []
-    # Take lead i from its partner a and give it to partner j: cost c(i,j) − c(i,a).
-    moves = (lead_assigned_pair >= 0) & ~chosen
-    ap = lead_assigned_pair[moves]
-    tails.append(pp[ap])
-    heads.append(pp[moves])
-    costs.append(pc[moves] - pc[ap])
-    if not spec.assign_all:
-        # Release a lead from its partner to the sink, or place an unassigned lead.
-        tails.append(pp[chosen])
-        heads.append(np.full(int(chosen.sum()), sink))
-        costs.append(-pc[chosen])
-        free = lead_assigned_pair < 0
-        tails.append(np.full(int(free.sum()), sink))
-        heads.append(pp[free])
-        costs.append(pc[free])
-    count = sol.partner_count
-    tier_of = spec.partner_tier
-    tier_node = m + tier_of
-    idx = np.arange(m)
-    if spec.soft:
-        floor_cap = np.minimum(spec.floor, spec.cap)
-        met = spec.floor - (sol.shortfall if sol.shortfall is not None else 0)
-        rest_used = count - met
-        for mask, a, b, c in (
-            (met < floor_cap, idx, tier_node, -sol.scale.penalty),
-            (met > 0, tier_node, idx, sol.scale.penalty),
-            (rest_used < spec.cap - floor_cap, idx, tier_node, 0),
-            (rest_used > 0, tier_node, idx, 0),
-        ):
-            tails.append(a[mask])
-            heads.append(b[mask])
-            costs.append(np.full(int(mask.sum()), c, dtype=np.int64))
-    else:
-        up, down = count < spec.cap, count > spec.floor
-        tails += [idx[up], tier_node[down]]
-        heads += [tier_node[up], idx[down]]
-        costs += [np.zeros(int(up.sum()), np.int64), np.zeros(int(down.sum()), np.int64)]
-    tier_count = np.bincount(tier_of, weights=count, minlength=t).astype(np.int64)
     tiers = np.arange(m, m + t)
-    up_t, down_t = tier_count < spec.tier_hi, tier_count > spec.tier_lo
-    tails += [tiers[up_t], np.full(int(down_t.sum()), sink)]
-    heads += [np.full(int(up_t.sum()), sink), tiers[down_t]]
-    costs += [np.zeros(int(up_t.sum()), np.int64), np.zeros(int(down_t.sum()), np.int64)]
-
-    tail, head, cost = _collapse(np.concatenate(tails).astype(np.int64),
-                                 np.concatenate(heads).astype(np.int64),
-                                 np.concatenate(costs).astype(np.int64), n_nodes)
+    idx = np.arange(m)
+    tier_of = spec.partner_tier
+    chosen, pc, pp = sol.pair_flow, sol.pair_cost, problem.pair_partner
+    count = sol.partner_count
+    tier_count = np.bincount(tier_of, weights=count, minlength=t).astype(np.int64)
+    n_nodes, tail, head, cost = partner_graph(problem, sol)
     fwd = bellman_ford(n_nodes, tail, head, cost, np.r_[tiers, sink])  # dist(source → v)
     bwd = bellman_ford(n_nodes, head, tail, cost, tiers)  # dist(v → tier)
 
