@@ -31,6 +31,9 @@ BASELINE = "#b8c4cc"
 CURRENT = "#d1495b"
 MUTED = "#6c7a89"
 TIER_COLORS = ("#1f5f8b", "#edae49", "#00798c", "#d1495b", "#66a182", "#8d6a9f")
+# Tiers named after metals get their metal's colour; others take TIER_COLORS in turn.
+METAL_COLORS = {"platinum": "#4b5d6b", "gold": "#e0a100", "silver": "#9aa5ae",
+                "bronze": "#b5651d"}
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -147,24 +150,24 @@ def frontier_figure(frontier: Frontier | pd.DataFrame) -> Figure:
         pts = good[~_as_bool(good["is_current"])] if "is_current" in good else good
         ax2.plot(pts["jain_leads"], pts["objective"], "o", color=OPTIMIZER,
                  label="frontier points")
-        # Points that coincide get one label ("α 0–0.8"); labels that would overprint the
-        # previous one are left out (the table has every point).
+        # Points that coincide get one label ("α 0–0.8"); a label that would overprint
+        # one already drawn is left out (the table has every point).
+        _honest_ylim(ax2, df)
+        (x0, x1), (y0, y1) = ax2.get_xlim(), ax2.get_ylim()
+        placed: list[tuple[float, float]] = []
         groups = pts.groupby([pts["jain_leads"].round(4), pts["objective"].round(6)], sort=False)
-        x_span = float(np.ptp(pts["jain_leads"])) or 1.0
-        y_span = float(np.ptp(pts["objective"])) or 1.0
-        last: tuple[float, float] | None = None
         for (_, _), grp in groups:
             a = grp["alpha"].dropna()
             if a.empty:
                 continue
-            x, y = float(grp["jain_leads"].iloc[0]), float(grp["objective"].iloc[0])
-            if last is not None and abs(x - last[0]) < 0.08 * x_span \
-                    and abs(y - last[1]) < 0.08 * y_span:
+            x = (float(grp["jain_leads"].iloc[0]) - x0) / ((x1 - x0) or 1.0)
+            y = (float(grp["objective"].iloc[0]) - y0) / ((y1 - y0) or 1.0)
+            if any(abs(x - px) < 0.09 and abs(y - py) < 0.05 for px, py in placed):
                 continue
             text = f"α {a.min():g}" if a.size == 1 else f"α {a.min():g}–{a.max():g}"
-            ax2.annotate(text, (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7,
-                         color=MUTED)
-            last = (x, y)
+            ax2.annotate(text, (grp["jain_leads"].iloc[0], grp["objective"].iloc[0]),
+                         textcoords="offset points", xytext=(5, 3), fontsize=7, color=MUTED)
+            placed.append((x, y))
         now = good[_as_bool(good["is_current"])] if "is_current" in good else good.iloc[:0]
         ax2.plot(now["jain_leads"], now["objective"], "*", color=CURRENT, markersize=16,
                  label="current policy")
@@ -203,8 +206,10 @@ def tier_shares_figure(frontier: Frontier | pd.DataFrame) -> Figure | None:
     fig = _new_figure(6.0, 3.6)
     ax = fig.subplots()
     for k, col in enumerate(cols):
+        tier = col[len("tier_share["):-1]
         ax.plot(sweep["alpha"], 100 * sweep[col], "-o", markersize=3,
-                color=TIER_COLORS[k % len(TIER_COLORS)], label=col[len("tier_share["):-1])
+                color=METAL_COLORS.get(tier.lower(), TIER_COLORS[k % len(TIER_COLORS)]),
+                label=tier)
     ax.set_xlabel("fairness floor (share of equal share)")
     ax.set_ylabel("% of assigned leads")
     ax.set_ylim(0, min(100.0, 100 * float(sweep[cols].max().max()) * 1.15 + 1))
