@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 fuzz: $(VENV)/.installed-dev
-	$(BIN)/pytest -m fuzz tests/service
+	$(BIN)/pytest tests/service/test_api_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,7 @@ from service.db import policies as policies_repo
 from service.db import rounds as rounds_repo
 from service.db.records import jsonable, leads_frame, partners_frame
 from service.db.tables import StoredPolicy
-from service.pipeline import run_round
+from service.pipeline import RoundResult, run_round
 
 _EXPLANATION_COLUMNS = (
     "n_eligible", "best_partner_id", "best_score", "reason_kind", "stopped_by_rule",
@@ -125,12 +125,19 @@ def plan_round(session: Session, body: RoundCreate, model: ModelState,
                                                                  time_limit_s)
     result = run_round(partners_df, leads_df, policy, scorer=model.model,
                        rejected=rejected if len(rejected) else None, time_limit_s=limit)
+    return plan_result(result, policy_id, policy_hash, new_policy, model.version)
+
+
+def plan_result(result: RoundResult, policy_id: int | None, policy_hash: str,
+                new_policy: rounds_repo.NewPolicy | None,
+                model_version: str | None) -> rounds_repo.RoundPlan:
+    """The storable plan of a solved round: its assignments with reasons and its summary."""
     per_lead = result.explanation.leads
     assigned = per_lead[per_lead["status"] == "assigned"]
     unassigned = per_lead[per_lead["status"] == "unassigned"]
     summary = dict(result.summary)
     summary["policy"] = {"id": policy_id, "content_hash": policy_hash}
-    summary["model_version"] = model.version
+    summary["model_version"] = model_version
     summary["unassigned"] = [
         {"lead_id": str(r.lead_id), "reason": str(r.reason)}
         for r in unassigned.itertuples(index=False)
@@ -138,7 +145,7 @@ def plan_round(session: Session, body: RoundCreate, model: ModelState,
     return rounds_repo.RoundPlan(
         policy_id=policy_id,
         new_policy=new_policy,
-        lead_ids=tuple(str(x) for x in leads_df["lead_id"]),
+        lead_ids=tuple(str(x) for x in result.scored.leads["lead_id"]),
         assignments=tuple(_planned(r) for r in assigned.to_dict("records")),
         summary=jsonable(summary),
         status=str(result.allocation.status),
@@ -146,8 +153,23 @@ def plan_round(session: Session, body: RoundCreate, model: ModelState,
         objective=_finite(result.allocation.objective),
         bound=_finite(result.allocation.bound),
         gap=_finite(result.allocation.gap),
-        model_version=model.version,
+        model_version=model_version,
     )
+
+
+def plan_from_result(session: Session, result: RoundResult, policy_toml: str,
+                     model_version: str | None) -> rounds_repo.RoundPlan:
+    """Plan a round solved outside the API (``fairlead demo``) with its policy given as TOML.
+
+    The policy is looked up by content hash and stored with the round when new.
+    """
+    policy, data = policies_repo.parse_policy(toml=policy_toml)
+    content_hash = policies_repo.policy_hash(policy)
+    stored = policies_repo.find_policy(session, content_hash)
+    if stored is not None:
+        return plan_result(result, stored.id, content_hash, None, model_version)
+    return plan_result(result, None, content_hash,
+                       rounds_repo.NewPolicy(policy, data, policy_toml), model_version)
 
 
 def _finite(x: float) -> float | None:
