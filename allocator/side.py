@@ -47,12 +47,13 @@ class _Point:
     theta: np.ndarray
     sol: FlowSolution
     counts: np.ndarray
+    cost: int  # flow cost with soft-floor penalties as charges for missed leads, scaled
     dual: int  # g(theta), scaled
 
     @property
     def value(self) -> int:
-        """Scaled value of the flow without multipliers: −cost + Σ θ·count."""
-        return int(-self.sol.cost + int(self.theta @ self.counts))
+        """Scaled penalized value of the flow without multipliers: −cost + Σ θ·count."""
+        return int(-self.cost + int(self.theta @ self.counts))
 
 
 class _Lagrangian:
@@ -78,7 +79,10 @@ class _Lagrangian:
             return None
         counts = np.bincount(self.group[sol.pair_flow & self.in_group],
                              minlength=self.lo.shape[0]).astype(np.int64)
-        point = _Point(theta.copy(), sol, counts, int(-sol.cost + int(theta @ self.rhs(theta))))
+        # The flow earns the penalty on each floor lead met; charging each missed one
+        # instead differs by the constant penalty × Σ floor.
+        cost = int(sol.cost) + self.scale.penalty * int(self.spec.floor.sum())
+        point = _Point(theta.copy(), sol, counts, cost, -cost + int(theta @ self.rhs(theta)))
         self.points.append(point)
         return point
 
@@ -221,7 +225,8 @@ def solve_with_quotas(problem: AllocationProblem, time_limit_s: float,
         else:
             lag.search_many(start)
     f = lag.scale.factor
-    slack = rounding_slack(problem, lag.scale)
+    slack = rounding_slack(problem, lag.scale) + int(lag.spec.floor.sum()) * abs(
+        lag.scale.penalty - lag.scale.penalty_value * f) / f
     penalty = lag.scale.penalty_value
     bound = min(p.dual for p in lag.points) / f + slack
     feasible = [p for p in lag.points if lag.feasible(p)]

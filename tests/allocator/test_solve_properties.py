@@ -123,8 +123,10 @@ def test_network_rounds_match_the_lp(seed: int, n: int, m: int, density: float) 
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 9), m=st.integers(1, 5))
 def test_soft_floor_rounds_match_the_lp_with_their_penalty(seed: int, n: int, m: int) -> None:
-    problem = random_problem(seed, n, m, soft=True, clamp_floors=False, floor_penalty=0.7)
-    _check(problem, integral=False, penalty=0.7)
+    quotas = seed % 2 == 1  # with quotas: against the MILP
+    problem = random_problem(seed, n, m, soft=True, clamp_floors=False, floor_penalty=0.7,
+                             quotas=quotas)
+    _check(problem, integral=quotas, penalty=0.7)
 
 
 @SETTINGS
