@@ -130,6 +130,8 @@ def solve(problem: AllocationProblem, time_limit_s: float = 30.0) -> Allocation:
         gap = np.inf
     else:
         gap = max(0.0, (bound - objective) / max(abs(bound), 1e-9))
+        if gap < 1e-12:  # float noise of the bound's arithmetic, not a gap
+            gap, bound = 0.0, max(bound, objective)
         status = "optimal" if outcome.status == "optimal" or gap <= OPTIMAL_GAP else "feasible"
     notes = list(problem.notes) + list(outcome.notes)
     if outcome.shortfall is not None and problem.floor_mode == "soft":
