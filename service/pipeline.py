@@ -48,9 +48,11 @@ from allocator.build import build_problem, pair_values
 from allocator.eligibility import Eligibility, find_eligible_pairs
 from allocator.errors import InputError, InputProblem
 from allocator.explain import Explanation, explain_allocation
-from allocator.fairness import fairness_metrics
+from allocator.fairness import attainable_entitlement, fairness_metrics
 from allocator.policy import Policy
-from allocator.problem import Allocation, AllocationProblem, Verification
+from allocator.prices import FLOW_SOURCE
+from allocator.problem import Allocation, AllocationProblem, RulePrice, Verification
+from allocator.rule_prices import RESOLVE_SOURCE, price_rules_by_resolve
 from allocator.solve import solve
 from allocator.verify import verify
 
@@ -476,6 +478,10 @@ def run_round(partners: pd.DataFrame, leads: pd.DataFrame | None, policy: Policy
             excluded = exclusion_table(scored.eligibility, scored.leads, rows, rejected)
         explanation = explain_allocation(problem, allocation, scored.eligibility,
                                          value_unit=unit, excluded=excluded)
+    with clock.stage("rule prices"):
+        resolved = _resolve_rule_prices(problem, allocation,
+                                        time_limit_s or policy.time_limit_s)
+        explanation.rules[:] = _with_resolved(explanation.rules, resolved)
     expected = _expected_per_pair(problem, scored)
     with clock.stage("baselines"):
         raw = run_baselines(problem, tier_order=_tier_order(policy))
@@ -491,6 +497,52 @@ def run_round(partners: pd.DataFrame, leads: pd.DataFrame | None, policy: Policy
                        policy, clock.timings)
     return RoundResult(scored, problem, allocation, explanation, baselines, fairness,
                        assignments, summary)
+
+
+# Binding rules whose price is not exact (Lagrange multipliers, LP duals) are priced again by
+# re-solving with the rule relaxed one step; a round pays for at most this many re-solves,
+# and for no more than this share of its solver time limit.
+RESOLVE_MAX_RULES = 8
+RESOLVE_BUDGET_SHARE = 0.25
+
+
+def _resolve_rule_prices(problem: AllocationProblem, allocation: Allocation,
+                         time_limit_s: float) -> dict[str, RulePrice]:
+    """Re-solve prices of the binding rules whose dual price is not exact (bounded)."""
+    if allocation.status not in ("optimal", "feasible") or problem.round_size <= 0:
+        return {}
+    inexact = [r for r in allocation.rules
+               if r.binding and r.price_source not in (FLOW_SOURCE, RESOLVE_SOURCE)]
+    # quotas and tier shares first (few, and what executives ask about), then the dearest
+    inexact.sort(key=lambda r: (r.kind not in ("quota", "tier_share"), -abs(r.price)))
+    chosen = inexact[:RESOLVE_MAX_RULES]
+    if not chosen:
+        return {}
+    deadline = time.perf_counter() + RESOLVE_BUDGET_SHARE * time_limit_s
+    out: dict[str, RulePrice] = {}
+    for rule in chosen:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            break
+        try:
+            priced_rules = price_rules_by_resolve(problem, allocation, [rule], time_limit_s=left)
+        except ValueError:  # a rule with no one-step relaxation keeps its dual price
+            continue
+        out.update((priced.rule, priced) for priced in priced_rules)
+    return out
+
+
+def _with_resolved(rules: list[dict[str, Any]],
+                   resolved: dict[str, RulePrice]) -> list[dict[str, Any]]:
+    """The round's rules with each re-solved price beside the solver's own."""
+    out = []
+    for rule in rules:
+        priced = resolved.get(str(rule.get("rule")))
+        if priced is not None:
+            rule = {**rule, "resolve_price": priced.price,
+                    "resolve_description": priced.description}
+        out.append(rule)
+    return out
 
 
 def _tier_order(policy: Policy) -> list[str]:
@@ -550,11 +602,12 @@ def _summary(problem: AllocationProblem, allocation: Allocation, explanation: Ex
         conv_per_partner = partners["expected_value"].to_numpy(dtype=float)
     conv: list[float | None] = ([None] * len(partners) if conv_per_partner is None
                                 else conv_per_partner.tolist())
+    entitled = attainable_entitlement(problem).tolist()
     rows = [{"partner_id": r["partner_id"], "tier": r["tier"], "received": r["received"],
              "expected_value": r["expected_value"], "expected_conversions": conv[j],
              "floor": r["floor"], "cap": r["capacity"], "floor_binding": r["floor_binding"],
              "cap_binding": r["cap_binding"], "floor_shortfall": r["floor_shortfall"],
-             "price": r["price"]}
+             "price": r["price"], "entitlement": entitled[j]}
             for j, r in enumerate(partners.to_dict("records"))]
     held = scored.held_back
     by_reason = held["rule"].astype(str).value_counts().to_dict() if len(held) else {}

@@ -199,6 +199,7 @@ def _rules(summary: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     rows = [dict(r) for r in raw if isinstance(r, Mapping)]
     for r in rows:
         r["price"] = _num(r.get("price"))
+        r["resolve_price"] = _num(r.get("resolve_price"))
     rows.sort(key=lambda r: (not r.get("binding", False), -abs(r["price"] or 0.0)))
     return rows
 

@@ -30,7 +30,8 @@ SUMMARY_KEYS = {
     "price_source", "verification", "fairness", "baselines", "partners", "rules", "held_back",
     "held_back_by_reason", "scores_source", "notes", "timings", "counts"}
 PARTNER_KEYS = {"partner_id", "tier", "received", "expected_value", "expected_conversions",
-                "floor", "cap", "floor_binding", "cap_binding", "floor_shortfall", "price"}
+                "floor", "cap", "floor_binding", "cap_binding", "floor_shortfall", "price",
+                "entitlement"}
 BASELINE_KEYS = {"objective", "vs_optimizer_pct", "assigned", "verification", "fairness"}
 
 
@@ -66,8 +67,8 @@ def test_summary_carries_every_documented_key(unit_round):
         assert set(b) == BASELINE_KEYS
     assert all(set(p) == PARTNER_KEYS for p in s["partners"])
     assert {"gini_leads", "jain_leads", "worst_off_share"} <= set(s["fairness"])
-    assert stages == ["eligibility", "scores", "problem", "solve", "explain", "baselines",
-                      "fairness"]
+    assert stages == ["eligibility", "scores", "problem", "solve", "explain", "rule prices",
+                      "baselines", "fairness"]
     assert set(stages) <= set(s["timings"])
     json.dumps(s, allow_nan=False)  # strict JSON: no NaN, no numpy values
 
@@ -258,3 +259,20 @@ def test_a_round_with_every_lead_held_back_still_answers(channel, policy, tmp_pa
     write_round(result, tmp_path / "out")
     rows = pd.read_csv(tmp_path / "out" / "assignments.csv", keep_default_na=False)
     assert len(rows) == len(leads) and (rows["status"] == "held_back").all()
+
+
+def test_inexact_prices_of_binding_rules_are_checked_by_re_solving(channel):
+    """A binding quota is priced by its Lagrange multiplier or an LP dual; the round also
+    re-solves it relaxed one step and reports that price beside the solver's."""
+    import tomllib
+
+    from allocator.policy import policy_from_dict
+
+    policy = policy_from_dict(tomllib.loads(
+        '[[quotas]]\ntier = "gold"\nintent = "high"\nmax_share = 0.0\n'))
+    leads = channel.leads.assign(effort=1.0)
+    result = run_round(channel.partners, leads, policy)
+    quota = [r for r in result.summary["rules"] if r["rule"].startswith("quota[")]
+    assert quota and quota[0]["binding"]
+    assert "resolve_price" in quota[0]
+    assert quota[0]["resolve_price"] >= -1e-9  # relaxing a rule never lowers the objective
