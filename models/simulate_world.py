@@ -157,6 +157,9 @@ def _market(regions: list[tuple[str, ...]]) -> np.ndarray:
     return np.array([sum(share[c] / count[c] for c in cs) for cs in covered])
 
 
+SKILL_PARTNER_SD, SKILL_LISTED, SKILL_VERTICAL_SD = 0.45, 0.6, 0.45
+
+
 def draw_partners(rng: np.random.Generator, n: int,
                   capacity_total: float) -> tuple[pd.DataFrame, np.ndarray]:
     """Partners in the data contract's columns, and their skill by vertical (n × verticals).
@@ -179,8 +182,8 @@ def draw_partners(rng: np.random.Generator, n: int,
     rows = np.repeat(np.arange(n), [len(v) for v in verticals])
     listed[rows, codes(pd.Series([v for vs in verticals for v in vs], dtype=object),
                        VERTICALS)] = 1.0
-    skill = (rng.normal(0.0, 0.45, size=(n, 1)) + 0.6 * listed
-             + rng.normal(0.0, 0.45, size=(n, len(VERTICALS))))
+    skill = (rng.normal(0.0, SKILL_PARTNER_SD, size=(n, 1)) + SKILL_LISTED * listed
+             + rng.normal(0.0, SKILL_VERTICAL_SD, size=(n, len(VERTICALS))))
     weight = (np.asarray(TIER_CAPACITY_WEIGHT)[tier] * rng.lognormal(0.0, 0.35, size=n)
               * _market(regions) ** MARKET_SPREAD)
     capacity = np.maximum(1, np.round(weight / weight.sum() * capacity_total)).astype(np.int64)
