@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.errors import install_handlers
+from service.api.lifecycle_job import LifecycleJob
 from service.api.model_state import load_model_state, not_loaded
 from service.api.routes import (
     assignments,
@@ -15,13 +16,20 @@ from service.api.routes import (
     health,
     history,
     leads,
+    lifecycle,
     models,
+    offers,
     partners,
     policies,
+    pool,
     rounds,
+    routing,
+    webhooks,
 )
 from service.db import migrate
 from service.db.engine import make_engine, make_sessionmaker
+from service.lifecycle.clock import Clock, SystemClock
+from service.routing import RoutingCache
 from service.settings import Settings
 
 DESCRIPTION = """\
@@ -42,26 +50,38 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.migrate_on_start:
         migrate.upgrade(app.state.engine)
     app.state.model = load_model_state(settings.model_dir)
+    job = None
+    if settings.lifecycle_interval_s:
+        job = LifecycleJob(app.state, settings, settings.lifecycle_interval_s)
+        job.start()
+    app.state.lifecycle_job = job
     try:
         yield
     finally:
+        if job is not None:
+            job.stop()
         app.state.engine.dispose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     """Build the service.
 
     Parameters
     ----------
     settings : Settings, optional
         Defaults to :class:`Settings` read from the ``FAIRLEAD_*`` environment.
+    clock : Clock, optional
+        The time of offers, deadlines, the sweep and the audit log (default the
+        system clock; tests pass a :class:`~service.lifecycle.clock.FrozenClock`).
 
     Returns
     -------
     FastAPI
         On startup (lifespan) it migrates the database to the newest schema
         (``settings.migrate_on_start``) and loads the promoted model from
-        ``settings.model_dir`` when that registry exists.
+        ``settings.model_dir`` when that registry exists, and starts the
+        lifecycle job (SLA sweep, re-pricing, webhooks) every
+        ``settings.lifecycle_interval_s`` seconds unless that is off.
     """
     settings = settings or Settings()
     app = FastAPI(
@@ -74,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.model = not_loaded()
+    app.state.clock = clock or SystemClock()
+    app.state.routing = RoutingCache()
+    app.state.lifecycle_job = None
     install_handlers(app)
     for module in (
         health,
@@ -83,6 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policies,
         rounds,
         assignments,
+        offers,
+        pool,
+        routing,
+        webhooks,
+        lifecycle,
         models,
         audit,
     ):

@@ -24,12 +24,25 @@ Access matrix (``partner`` = only the partner's own data; ``-`` = 403)::
     GET  /models                                   ✓     ✓       ✓      -
     POST /models, /models/{version}/promote        ✓     ✓       -      -
     GET  /audit                                    ✓     -       -      own³
+    GET  /offers, /offers/{id}                     ✓     -       -      own²
+    POST /offers/{id}/accept, …/reject,
+         …/disposition                             ✓     -       -      own
+    GET  /pool                                     ✓     -       -      own⁴
+    POST /pool/{lead_id}/claim                     -     -       -      ✓⁴
+    POST /route                                    ✓     -       -      -
+    POST /webhooks; GET /webhooks,
+         …/{id}/deliveries; DELETE /webhooks/{id}  ✓     -       -      own
+    POST /lifecycle/sweep                          ✓     -       -      -
+    GET  /partners/{partner_id}/performance        ✓     -       -      own
+    GET  /history/export                           ✓     ✓       -      -
 
 ¹ analysts see lead features, never contact details (they train models, they
   do not call leads).
 ² a partner sees only assignments made to it; contact details only once it
   has accepted the lead, and competitors are never named in its reasons.
 ³ entries about its own assignments and its own key.
+⁴ pooled leads its tier sees now and it is eligible for (blind); a claim is a
+  partner's act, so only partner keys claim.
 
 ``GET /health`` and the documentation (``/docs``, ``/openapi.json``) need no key.
 """
@@ -44,6 +57,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
 from service.db.keys import Principal, authenticate
+from service.lifecycle.clock import Clock
 from service.settings import Settings
 
 ADMIN, ANALYST, VIEWER, PARTNER = "admin", "analyst", "viewer", "partner"
@@ -52,6 +66,7 @@ _OPS = frozenset({ADMIN})
 _DATA = frozenset({ADMIN, ANALYST})
 _READ = frozenset({ADMIN, ANALYST, VIEWER})
 _OWN = frozenset({ADMIN, ANALYST, PARTNER})
+_ADMIN_OR_PARTNER = frozenset({ADMIN, PARTNER})
 
 #: (method, route path) -> roles allowed.  Routes absent here are refused.
 ACCESS: dict[tuple[str, str], frozenset[str]] = {
@@ -82,6 +97,21 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/models"): _DATA,
     ("POST", "/models/{version}/promote"): _DATA,
     ("GET", "/audit"): frozenset({ADMIN, PARTNER}),
+    ("GET", "/offers"): _ADMIN_OR_PARTNER,
+    ("GET", "/offers/{assignment_id}"): _ADMIN_OR_PARTNER,
+    ("POST", "/offers/{assignment_id}/accept"): _ADMIN_OR_PARTNER,
+    ("POST", "/offers/{assignment_id}/reject"): _ADMIN_OR_PARTNER,
+    ("POST", "/offers/{assignment_id}/disposition"): _ADMIN_OR_PARTNER,
+    ("GET", "/pool"): _ADMIN_OR_PARTNER,
+    ("POST", "/pool/{lead_id}/claim"): frozenset({PARTNER}),
+    ("POST", "/route"): _OPS,
+    ("POST", "/webhooks"): _ADMIN_OR_PARTNER,
+    ("GET", "/webhooks"): _ADMIN_OR_PARTNER,
+    ("DELETE", "/webhooks/{subscription_id}"): _ADMIN_OR_PARTNER,
+    ("GET", "/webhooks/{subscription_id}/deliveries"): _ADMIN_OR_PARTNER,
+    ("POST", "/lifecycle/sweep"): _OPS,
+    ("GET", "/partners/{partner_id}/performance"): _ADMIN_OR_PARTNER,
+    ("GET", "/history/export"): _DATA,
 }
 
 #: Routes anyone may call without a key.
@@ -99,6 +129,12 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_clock(request: Request) -> Clock:
+    """The app's clock (a :class:`~service.lifecycle.clock.FrozenClock` in tests)."""
+    clock: Clock = request.app.state.clock
+    return clock
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; the handler commits what it changes."""
     with request.app.state.sessionmaker() as session:
@@ -107,6 +143,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
 def authorize(

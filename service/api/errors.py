@@ -7,7 +7,9 @@
 * an infeasible policy — a 409 naming the rules in conflict;
 * a conflict with stored state (a lead ingested with other content, a lead
   taken by a concurrent round) — a 409 saying what and which ids;
-* unknown ids — a 404 naming the id.
+* unknown ids — a 404 naming the id;
+* a lifecycle move the lead's state does not allow — a 409 naming the state,
+  the move and the moves allowed.
 
 There is deliberately no catch-all handler: inputs are validated so that
 nothing reaches the database or the solver in a shape that could fail.
@@ -25,6 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from allocator.errors import InfeasiblePolicyError, InputError, InputProblem
+from service.db.offers import LifecycleConflictError
+from service.lifecycle.states import IllegalTransition
 
 
 class ErrorOut(BaseModel):
@@ -63,6 +67,15 @@ class ConflictOut(BaseModel):
 
     detail: str
     ids: list[str] = []
+
+
+class TransitionOut(BaseModel):
+    """A lifecycle move the lead's state does not allow, with the moves that are allowed."""
+
+    detail: str
+    state: str
+    event: str
+    allowed: list[str]
 
 
 class ConflictError(Exception):
@@ -171,6 +184,18 @@ async def _on_not_found(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=404)
 
 
+async def _on_illegal_transition(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IllegalTransition)
+    body = {"detail": str(exc), "state": str(exc.current), "event": str(exc.event),
+            "allowed": [str(e) for e in exc.allowed]}
+    return JSONResponse(body, status_code=status.HTTP_409_CONFLICT)
+
+
+async def _on_lifecycle_conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LifecycleConflictError)
+    return JSONResponse({"detail": exc.detail, "ids": exc.ids}, status_code=409)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register the handlers that turn known failures into their documented answers."""
     app.add_exception_handler(RequestValidationError, _on_request_validation)
@@ -178,3 +203,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InfeasiblePolicyError, _on_infeasible)
     app.add_exception_handler(ConflictError, _on_conflict)
     app.add_exception_handler(NotFoundError, _on_not_found)
+    app.add_exception_handler(IllegalTransition, _on_illegal_transition)
+    app.add_exception_handler(LifecycleConflictError, _on_lifecycle_conflict)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -82,7 +83,7 @@ def _round_leads(session: Session, requested: list[str] | None) -> list[Any]:
     return [stored[lid] for lid in sorted(wanted)]
 
 
-def _planned(row: Mapping[Any, Any]) -> rounds_repo.PlannedAssignment:
+def _planned(row: Mapping[Any, Any], units: float = 1.0) -> rounds_repo.PlannedAssignment:
     own = str(row["partner_id"])
     explanation = jsonable({k: row.get(k) for k in _EXPLANATION_COLUMNS})
     named = {str(row.get(k) or "") for k in ("best_partner_id", "stopped_by_partner")}
@@ -92,7 +93,47 @@ def _planned(row: Mapping[Any, Any]) -> rounds_repo.PlannedAssignment:
         rank=None if rank is None or pd.isna(rank) else int(rank),
         reason=str(row["reason"]), explanation=explanation,
         named_partners=tuple(sorted(n for n in named if n and n != own)),
+        units=units,
     )
+
+
+def _lead_units(result: RoundResult) -> dict[str, float]:
+    """Capacity units per lead: its effort (1 when the round has no effort column)."""
+    leads = result.scored.leads
+    if "effort" not in leads.columns:
+        return {}
+    effort = pd.to_numeric(leads["effort"], errors="coerce").fillna(1.0)
+    return dict(zip(leads["lead_id"].astype(str), effort.astype(float), strict=True))
+
+
+def _round_partners(result: RoundResult) -> tuple[rounds_repo.PlannedPartner, ...]:
+    problem, allocation = result.problem, result.allocation
+    price = np.nan_to_num(np.asarray(allocation.partner_price, dtype=float), nan=0.0,
+                          posinf=0.0, neginf=0.0)
+    if price.shape != (problem.n_partners,):
+        price = np.zeros(problem.n_partners)
+    return tuple(
+        rounds_repo.PlannedPartner(str(pid), float(price[j]),
+                                   float(problem.capacity_units[j]))
+        for j, pid in enumerate(problem.partner_ids))
+
+
+def _candidates(result: RoundResult) -> tuple[rounds_repo.PlannedCandidates, ...]:
+    """Each lead's eligible partners and scores, best first."""
+    problem = result.problem
+    order = np.lexsort((-problem.pair_score, problem.pair_lead))
+    lead, partner = problem.pair_lead[order], problem.pair_partner[order]
+    score = problem.pair_score[order].astype(float)
+    bounds = np.searchsorted(lead, np.arange(problem.n_leads + 1))
+    names = np.asarray(problem.partner_ids).astype(str)
+    out = []
+    for i in range(problem.n_leads):
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        if a < b:
+            out.append(rounds_repo.PlannedCandidates(
+                str(problem.lead_ids[i]), tuple(names[partner[a:b]].tolist()),
+                tuple(score[a:b].tolist())))
+    return tuple(out)
 
 
 def plan_round(session: Session, body: RoundCreate, model: ModelState,
@@ -142,11 +183,13 @@ def plan_result(result: RoundResult, policy_id: int | None, policy_hash: str,
         {"lead_id": str(r.lead_id), "reason": str(r.reason)}
         for r in unassigned.itertuples(index=False)
     ]
+    units = _lead_units(result)
     return rounds_repo.RoundPlan(
         policy_id=policy_id,
         new_policy=new_policy,
         lead_ids=tuple(str(x) for x in result.scored.leads["lead_id"]),
-        assignments=tuple(_planned(r) for r in assigned.to_dict("records")),
+        assignments=tuple(_planned(r, units.get(str(r["lead_id"]), 1.0))
+                          for r in assigned.to_dict("records")),
         summary=jsonable(summary),
         status=str(result.allocation.status),
         n_held_back=len(result.scored.held_back),
@@ -154,6 +197,9 @@ def plan_result(result: RoundResult, policy_id: int | None, policy_hash: str,
         bound=_finite(result.allocation.bound),
         gap=_finite(result.allocation.gap),
         model_version=model_version,
+        partners=_round_partners(result),
+        candidates=_candidates(result),
+        price_source=str(result.allocation.price_source or ""),
     )
 
 

@@ -13,16 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from allocator.policy import Policy
-from service.db import audit
-from service.db.policies import store_policy
-from service.db.tables import Assignment, Lead, Partner, Round, StoredPolicy
+from service.db import audit, outbox
+from service.db.policies import load_stored, store_policy
+from service.db.tables import (
+    Assignment,
+    Lead,
+    Partner,
+    PoolEntry,
+    Round,
+    RoundCandidates,
+    RoundPartner,
+    StoredPolicy,
+)
 from service.db.types import utcnow
+from service.lifecycle.states import accept_deadline
 
 
 class RoundConflictError(Exception):
@@ -50,6 +61,26 @@ class PlannedAssignment:
     explanation: dict[str, Any]
     #: Partners the reason names besides the assignee (hidden from partner keys).
     named_partners: tuple[str, ...] = ()
+    #: Capacity units the lead takes (its effort).
+    units: float = 1.0
+
+
+@dataclass(frozen=True)
+class PlannedPartner:
+    """A partner's capacity price and capacity units in the round (for later routing)."""
+
+    partner_id: str
+    price: float
+    capacity_units: float
+
+
+@dataclass(frozen=True)
+class PlannedCandidates:
+    """A lead's eligible partners in the round and their scores (re-routing reuses them)."""
+
+    lead_id: str
+    partner_ids: tuple[str, ...]
+    scores: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -80,6 +111,9 @@ class RoundPlan:
     gap: float | None = None
     model_version: str | None = None
     new_policy: NewPolicy | None = None
+    partners: tuple[PlannedPartner, ...] = ()
+    candidates: tuple[PlannedCandidates, ...] = ()
+    price_source: str = ""
 
 
 def live_holders(session: Session, lead_ids: Sequence[str]) -> dict[str, int]:
@@ -94,24 +128,26 @@ def live_holders(session: Session, lead_ids: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def _assignment_rows(round_id: int, plan: RoundPlan) -> list[dict[str, Any]]:
-    now = utcnow()
+def _assignment_rows(round_id: int, plan: RoundPlan, now: datetime,
+                     policy: Policy) -> list[dict[str, Any]]:
+    due = accept_deadline(now, policy.sla)
     return [
         {
             "round_id": round_id, "lead_id": a.lead_id, "partner_id": a.partner_id,
             "score": a.score, "rank": a.rank, "reason": a.reason,
             "explanation": a.explanation, "state": "offered", "live": True,
-            "created_at": now, "updated_at": now,
+            "created_at": now, "updated_at": now, "state_at": now, "due_at": due,
+            "origin": "round", "reroutes": 0, "units": a.units,
         }
         for a in plan.assignments
     ]
 
 
 def _audit_rows(round_id: int, plan: RoundPlan, actor: str,
-                actor_role: str | None) -> list[dict[str, Any]]:
+                actor_role: str | None, now: datetime) -> list[dict[str, Any]]:
     return [
         {
-            "actor": actor, "actor_role": actor_role, "action": "assignment.offered",
+            "at": now, "actor": actor, "actor_role": actor_role, "action": "assignment.offered",
             "entity_type": "assignment", "entity_id": a.lead_id,
             "round_id": round_id, "lead_id": a.lead_id, "partner_id": a.partner_id,
             "reason": a.reason,
@@ -121,11 +157,62 @@ def _audit_rows(round_id: int, plan: RoundPlan, actor: str,
     ]
 
 
+def _round_policy(session: Session, plan: RoundPlan, policy_id: int) -> Policy:
+    if plan.new_policy is not None:
+        return plan.new_policy.policy
+    row = session.get(StoredPolicy, policy_id)
+    assert row is not None, f"policy {policy_id} of the round is not stored"
+    return load_stored(row)
+
+
+def _store_lifecycle(session: Session, round_id: int, plan: RoundPlan, now: datetime) -> None:
+    """What later routing needs: prices, room and candidates; pool entries the round closes."""
+    used: dict[str, float] = {}
+    for a in plan.assignments:
+        used[a.partner_id] = used.get(a.partner_id, 0.0) + a.units
+    if plan.partners:
+        session.execute(sa.insert(RoundPartner), [
+            {"round_id": round_id, "partner_id": p.partner_id, "price": p.price,
+             "capacity_units": p.capacity_units, "used_units": used.get(p.partner_id, 0.0),
+             "price_source": plan.price_source[:64], "priced_at": now}
+            for p in plan.partners])
+    if plan.candidates:
+        session.execute(sa.insert(RoundCandidates), [
+            {"round_id": round_id, "lead_id": c.lead_id, "partner_ids": list(c.partner_ids),
+             "scores": list(c.scores)} for c in plan.candidates])
+    offered = [a.lead_id for a in plan.assignments]
+    for start in range(0, len(offered), 900):
+        session.execute(
+            sa.update(PoolEntry)
+            .where(PoolEntry.closed_at.is_(None), PoolEntry.lead_id.in_(offered[start:start + 900]))
+            .values(closed_at=now, outcome="reoffered"))
+
+
+def _enqueue_offers(session: Session, round_id: int, plan: RoundPlan, now: datetime,
+                    policy: Policy, subs: Sequence[Any]) -> None:
+    query = (sa.select(Assignment.id, Assignment.partner_id, Lead)
+             .join(Lead, Assignment.lead_id == Lead.lead_id)
+             .where(Assignment.round_id == round_id, Assignment.origin == "round"))
+    due = accept_deadline(now, policy.sla)
+    events = [outbox.PendingEvent("offer_made", pid, outbox.offer_data(aid, lead, pid, due))
+              for aid, pid, lead in session.execute(query)]
+    outbox.enqueue(session, events, now, subs)
+
+
 def store_round(session: Session, plan: RoundPlan, actor: str,
-                actor_role: str | None = None) -> Round:
+                actor_role: str | None = None, *, now: datetime | None = None) -> Round:
     """Store the round, its assignments (all live, ``offered``) and their audit entries.
 
-    Commits on success.
+    With them go the partners' prices and capacity, each lead's eligible partners
+    and scores (for re-routing and real-time routing), the closing of pool entries
+    of leads the round offers again, and an ``offer_made`` webhook event per offer
+    for partners that subscribed.  Commits on success.
+
+    Parameters
+    ----------
+    now : datetime, optional
+        When the offers are made (their accept deadline runs from it); default the
+        current time (the service passes its clock's).
 
     Raises
     ------
@@ -134,6 +221,7 @@ def store_round(session: Session, plan: RoundPlan, actor: str,
         plan was made; the transaction is rolled back and nothing is stored.
     """
     summary = dict(plan.summary)
+    now = now or utcnow()
     try:
         policy_id = plan.policy_id
         if policy_id is None:
@@ -147,14 +235,19 @@ def store_round(session: Session, plan: RoundPlan, actor: str,
             policy_id=policy_id, status=plan.status, model_version=plan.model_version,
             n_leads=len(plan.lead_ids), n_assigned=len(plan.assignments),
             n_held_back=plan.n_held_back, objective=plan.objective, bound=plan.bound,
-            gap=plan.gap, summary=summary, created_by=actor, created_at=utcnow(),
+            gap=plan.gap, summary=summary, created_by=actor, created_at=now,
         )
         session.add(row)
         session.flush()
-        rows = _assignment_rows(row.id, plan)
+        policy = _round_policy(session, plan, policy_id)
+        rows = _assignment_rows(row.id, plan, now, policy)
         if rows:
             session.execute(sa.insert(Assignment), rows)
-        audit.record_many(session, _audit_rows(row.id, plan, actor, actor_role))
+        _store_lifecycle(session, row.id, plan, now)
+        subs = outbox.active_subscribers(session)
+        if outbox.wants(subs, "offer_made"):
+            _enqueue_offers(session, row.id, plan, now, policy, subs)
+        audit.record_many(session, _audit_rows(row.id, plan, actor, actor_role, now))
         audit.record(
             session, actor=actor, actor_role=actor_role, action="round.completed",
             entity_type="round", entity_id=str(row.id), round_id=row.id,
@@ -163,6 +256,7 @@ def store_round(session: Session, plan: RoundPlan, actor: str,
             detail={"policy_id": policy_id, "model_version": plan.model_version,
                     "objective": plan.objective, "bound": plan.bound, "gap": plan.gap,
                     "n_held_back": plan.n_held_back},
+            at=now,
         )
         session.commit()
     except sa.exc.IntegrityError:
@@ -247,9 +341,19 @@ def get_assignment(session: Session, assignment_id: int) -> AssignmentRow | None
     return None if found is None else AssignmentRow(found[0], found[1], found[2])
 
 
+#: States in which a partner gave a lead up (or had it taken away): the lead is never
+#: offered to that partner again, by a round, a re-route or the pool.
+DECLINED_STATES = ("rejected", "expired", "reclaimed")
+
+
 def rejected_pairs(session: Session) -> list[Mapping[str, str]]:
-    """(lead_id, partner_id) of every rejected assignment: not offered to that partner again."""
+    """(lead_id, partner_id) of every rejected, expired or reclaimed assignment.
+
+    Not offered to that partner again: a partner that rejected a lead, let the
+    offer expire or did not contact it in time does not get it back.
+    """
     rows = session.execute(
-        sa.select(Assignment.lead_id, Assignment.partner_id).where(Assignment.state == "rejected")
+        sa.select(Assignment.lead_id, Assignment.partner_id)
+        .where(Assignment.state.in_(DECLINED_STATES)).distinct()
     ).all()
     return [{"lead_id": lid, "partner_id": pid} for lid, pid in rows]

@@ -8,7 +8,9 @@ two).  Two invariants live in the database rather than in Python:
   ``uq_assignments_live_lead`` on ``assignments(lead_id) WHERE live`` — so two
   rounds committed at the same time can never hand one lead to two partners;
 * the audit log is append-only — triggers reject UPDATE and DELETE on
-  ``audit_log`` on both SQLite and PostgreSQL.
+  ``audit_log`` on both SQLite and PostgreSQL;
+* a lead has at most one *open* pool entry (``uq_pool_entries_open_lead``), and
+  a claim closes it with a conditional UPDATE, so a claim race has one winner.
 """
 
 from __future__ import annotations
@@ -153,9 +155,35 @@ class Assignment(Base):
     live: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: How the offer was made: ``round``, ``reroute``, ``realtime`` or ``claim``.
+    origin: Mapped[str] = mapped_column(sa.String(16), default="round",
+                                        server_default="round")
+    #: Re-routes made for the lead before this offer (0 for a round's first offer).
+    reroutes: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    #: The failed assignment this one replaces (a re-route).
+    previous_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    #: Capacity units the lead takes from the partner (the lead's effort).
+    units: Mapped[float] = mapped_column(sa.Float, default=1.0, server_default="1")
+    #: When the assignment entered its current state.
+    state_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The next SLA deadline (accept, then contact); ``None`` once none applies.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    contacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When ``offer_expiring`` was sent (once per offer).
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Coded reason of a rejection or a lost lead, and the partner's free text.
+    reason_code: Mapped[str | None] = mapped_column(sa.String(32))
+    reason_text: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.UniqueConstraint("round_id", "lead_id"),
+        # One assignment per lead in a round's own allocation; re-routes, claims and
+        # real-time routes made while a round is the latest carry its id as well.
+        sa.Index("uq_assignments_round_lead", "round_id", "lead_id", unique=True,
+                 sqlite_where=sa.text("origin = 'round'"),
+                 postgresql_where=sa.text("origin = 'round'")),
+        sa.Index("ix_assignments_lead_id", "lead_id"),
         sa.Index("ix_assignments_round_id_partner_id", "round_id", "partner_id"),
         sa.Index("ix_assignments_partner_id_state", "partner_id", "state"),
         sa.Index(
@@ -207,3 +235,121 @@ class ApiKey(Base):
             "(role = 'partner') = (partner_id IS NOT NULL)", name="partner_key_bound"
         ),
     )
+
+
+class RoundPartner(Base):
+    """A partner as a round left it: its capacity price, capacity and units used since.
+
+    ``used_units`` counts the live assignments of the round's period (its own
+    offers, then re-routes, claims and real-time routes while it is the latest
+    round); a conditional ``UPDATE ... WHERE used_units + u <= capacity_units``
+    takes room, so concurrent workers never overfill a partner.
+    """
+
+    __tablename__ = "round_partners"
+
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    price: Mapped[float] = mapped_column(sa.Float)
+    capacity_units: Mapped[float] = mapped_column(sa.Float)
+    used_units: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    price_source: Mapped[str] = mapped_column(sa.String(64), default="")
+    priced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RoundCandidates(Base):
+    """A lead's eligible partners in a round with their scores (re-routing needs no re-score)."""
+
+    __tablename__ = "round_candidates"
+
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True, index=True)
+    partner_ids: Mapped[list[str]] = mapped_column(JSONDoc)
+    scores: Mapped[list[float]] = mapped_column(JSONDoc)
+
+
+class PoolEntry(Base):
+    """A lead in the claim pool, seen tier by tier (``cascade`` every ``step_hours``)."""
+
+    __tablename__ = "pool_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(sa.ForeignKey("leads.lead_id"))
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"))
+    pooled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cascade: Mapped[list[str]] = mapped_column(JSONDoc)
+    step_hours: Mapped[float] = mapped_column(sa.Float)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    #: ``claimed`` or ``reoffered`` once closed.
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(200))
+
+    __table_args__ = (
+        sa.Index("uq_pool_entries_open_lead", "lead_id", unique=True,
+                 sqlite_where=sa.text("closed_at IS NULL"),
+                 postgresql_where=sa.text("closed_at IS NULL")),
+        sa.Index("ix_pool_entries_closed_at", "closed_at"),
+    )
+
+
+class WebhookSubscription(Base):
+    """Where to POST lifecycle events: a partner's endpoint, or ops' (``partner_id`` NULL)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str | None] = mapped_column(sa.ForeignKey("partners.partner_id"),
+                                                   index=True)
+    url: Mapped[str] = mapped_column(sa.Text)
+    #: The HMAC key; kept because every delivery is signed with it.
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    events: Mapped[list[str]] = mapped_column(JSONDoc)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(sa.String(200))
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookOutbox(Base):
+    """An event to deliver to one subscription, written in the transaction that caused it."""
+
+    __tablename__ = "webhook_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(64))
+    subscription_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_subscriptions.id"))
+    event_type: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    #: ``pending``, ``sending`` (leased by a worker until ``lease_until``), ``delivered``,
+    #: ``failed``.
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "subscription_id"),
+        sa.Index("ix_webhook_outbox_status", "status"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One delivery attempt (the :class:`~service.lifecycle.webhooks.DeliveryLog` on disk)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_subscriptions.id"),
+                                                 index=True)
+    event_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    event_type: Mapped[str] = mapped_column(sa.String(32))
+    url: Mapped[str] = mapped_column(sa.Text)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    duration_ms: Mapped[float] = mapped_column(sa.Float)
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    next_attempt_in_s: Mapped[float | None] = mapped_column(sa.Float)

@@ -111,7 +111,9 @@ def sessions(engine: sa.Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, model_dir=tmp_path / "models", round_time_limit_s=20)
+    # The lifecycle job is off: tests run the sweep themselves, at the times they choose.
+    return Settings(database_url=db_url, model_dir=tmp_path / "models", round_time_limit_s=20,
+                    lifecycle_interval_s=None)
 
 
 @pytest.fixture

@@ -53,7 +53,8 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
            ) -> Iterator[Target]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     with copied_database(request, request.param, folder) as url:
-        settings = Settings(database_url=url, model_dir=folder / "models", round_time_limit_s=2)
+        settings = Settings(database_url=url, model_dir=folder / "models", round_time_limit_s=2,
+                            lifecycle_interval_s=None)
         app = create_app(settings)
         with TestClient(app) as client:
             with app.state.sessionmaker() as session:

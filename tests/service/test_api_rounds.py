@@ -171,7 +171,8 @@ def test_health_reports_database_and_model(client: TestClient) -> None:
 
 def test_health_is_503_when_the_database_is_unusable(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'missing-dir' / 'fairlead.db'}"
-    app = create_app(Settings(database_url=url, model_dir=tmp_path, migrate_on_start=False))
+    app = create_app(Settings(database_url=url, model_dir=tmp_path, migrate_on_start=False,
+                              lifecycle_interval_s=None))
     with TestClient(app) as c:
         r = c.get("/health")
     assert r.status_code == 503

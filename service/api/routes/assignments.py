@@ -22,7 +22,9 @@ _PARTNER_FIELDS = ("best_partner_id", "stopped_by_partner")
 
 def _named(row: repo.AssignmentRow) -> list[str]:
     expl = row.assignment.explanation or {}
-    return [str(expl[k]) for k in _PARTNER_FIELDS if expl.get(k)]
+    # re-routes and real-time routes list every partner their reason may name
+    return ([str(expl[k]) for k in _PARTNER_FIELDS if expl.get(k)]
+            + [str(p) for p in expl.get("named_partners", []) or []])
 
 
 def _reason(row: repo.AssignmentRow, caller: Principal) -> str:
@@ -140,7 +142,8 @@ def explain_assignment(
             if explanation.get(key) and explanation[key] != a.partner_id:
                 explanation[key] = "another partner"
         explanation = {k: (redact_partners(v, a.partner_id, _named(row))
-                           if isinstance(v, str) else v) for k, v in explanation.items()}
+                           if isinstance(v, str) else v) for k, v in explanation.items()
+                       if k != "named_partners"}
     return ExplanationPublic(
         assignment_id=a.id, lead_id=a.lead_id, partner_id=a.partner_id, score=a.score,
         rank=a.rank, reason=_reason(row, caller), explanation=explanation,

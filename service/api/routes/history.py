@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import pandas as pd
-from fastapi import File, Query, UploadFile
+from fastapi import File, Query, Response, UploadFile
 from sqlalchemy.orm import Session
 
 from service.api.deps import CallerDep, SessionDep
@@ -19,7 +19,9 @@ from service.contract import validate_history
 from service.contract.columns import DEFAULT_TARGET, history_spec
 from service.contract.tables import check_history
 from service.db import history as repo
+from service.db import outcomes
 from service.db.keys import Principal
+from service.db.outcomes import history_export
 
 router = protected_router("/history", "history")
 
@@ -71,3 +73,23 @@ def list_history(
     total, rows = repo.list_history(session, offset, limit)
     return Page(items=[HistoryPublic.model_validate(r, from_attributes=True) for r in rows],
                 total=total, offset=offset, limit=limit)
+
+
+class CSVResponse(Response):
+    media_type = "text/csv"
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    summary="The stored history (ingested and lifecycle outcomes) as a history.csv for "
+    "`fairlead train`",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                     "description": "history.csv: lead columns, partner_id, assigned_at, "
+                     "converted, extras"}},
+)
+def export_history(session: SessionDep) -> CSVResponse:
+    """Won leads are ``converted = 1``, lost ones ``0``; contact details are never exported."""
+    frame = history_export(outcomes.all_history(session))
+    return CSVResponse(frame.to_csv(index=False),
+                       headers={"Content-Disposition": 'attachment; filename="history.csv"'})

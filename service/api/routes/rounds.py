@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, status
 
-from service.api.deps import CallerDep, SessionDep, SettingsDep
+from service.api.deps import CallerDep, ClockDep, SessionDep, SettingsDep
 from service.api.errors import ConflictError, ConflictOut, InfeasibleOut, NotFoundError, responses
 from service.api.fields import RowId
 from service.api.model_state import current_model
@@ -56,7 +56,7 @@ _ROUND_409 = {
 )
 def run(
     body: RoundCreate, request: Request, session: SessionDep, settings: SettingsDep,
-    caller: CallerDep,
+    caller: CallerDep, clock: ClockDep,
 ) -> RoundDetail:
     """The round, its assignments and their audit entries are stored in one transaction:
     all of them or none.  Each lead gets at most one live assignment, enforced by the
@@ -65,7 +65,7 @@ def run(
     model = current_model(request.app.state, settings.model_dir)
     plan = plan_round(session, body, model, settings.round_time_limit_s)
     try:
-        row = repo.store_round(session, plan, caller.actor, caller.role)
+        row = repo.store_round(session, plan, caller.actor, caller.role, now=clock.now())
     except repo.RoundConflictError as exc:
         raise ConflictError(str(exc), ids=exc.lead_ids) from None
     return _detail(*_get(session, row.id))

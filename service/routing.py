@@ -1,0 +1,297 @@
+"""Real-time routing of single leads between rounds, as a service function.
+
+A lead that arrives alone is scored against the latest round's partners (the
+same eligibility rules and model as the round) and routed at once to
+``argmax_j (score_ij − λ_j)`` over its eligible partners with room, ``λ`` the
+latest round's capacity prices refreshed by :class:`allocator.realtime.RealtimeRouter`
+as the day's arrivals consume capacity (``reprice()`` runs off the request path,
+from the background job; new prices are written to ``round_partners`` so
+re-routing and other workers use them).  A lead whose best ``score − price``
+is not positive is held for the next round.
+
+The router lives in the process (one per worker); room does not: before each
+decision the router's remaining capacity is read from ``round_partners``, and
+the chosen partner's room is taken with a conditional update, so workers
+routing at once never overfill a partner.  The offer is a live assignment
+(the database refuses a second one for the lead) with an audit entry whose
+reason names the price that decided it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from allocator.policy import Policy
+from allocator.realtime import PriorSample, RealtimeRouter, RouteDecision, choose
+from service.contract import validate_leads, validate_partners
+from service.db import audit, outbox, room
+from service.db import partners as partners_repo
+from service.db.offers import LifecycleConflictError
+from service.db.records import leads_frame, partners_frame
+from service.db.reroute import Actor
+from service.db.tables import Assignment, Lead, Partner, RoundCandidates, RoundPartner
+from service.lifecycle.states import accept_deadline
+from service.pipeline import score_round
+
+#: Most leads of the round used as the router's prior sample (see ``RealtimeRouter``).
+PRIOR_LEADS = 3000
+
+
+class NoRoundError(LookupError):
+    """Real-time routing needs a round: its policy, partners and prices."""
+
+
+@dataclass
+class RoutingContext:
+    """Everything a decision needs, built once per round (and partners, and model)."""
+
+    round_id: int
+    policy: Policy
+    partners: pd.DataFrame
+    scorer: Any
+    model_version: str | None
+    router: RealtimeRouter
+    index: dict[str, int]
+    price_source: str
+    key: tuple[Any, ...]
+    lock: threading.Lock
+
+
+@dataclass(frozen=True)
+class RouteOutcome:
+    """Where a lead went (``assignment``) or why it was held."""
+
+    lead_id: str
+    round_id: int
+    routed: bool
+    reason: str
+    decision: RouteDecision | None
+    assignment: Assignment | None
+    price_source: str
+    decision_ms: float
+
+
+def _key(session: Session, model_version: str | None) -> tuple[Any, ...]:
+    latest = room.latest_round_id(session)
+    stamp = session.execute(sa.select(sa.func.max(Partner.updated_at),
+                                      sa.func.count(Partner.partner_id))).one()
+    return latest, stamp[0], stamp[1], model_version
+
+
+def _prior(session: Session, round_id: int, index: dict[str, int]) -> PriorSample | None:
+    rows = session.execute(
+        sa.select(RoundCandidates.partner_ids, RoundCandidates.scores)
+        .where(RoundCandidates.round_id == round_id)
+        .order_by(RoundCandidates.lead_id).limit(PRIOR_LEADS)).all()
+    lead, part, score = [], [], []
+    for i, (pids, scores) in enumerate(rows):
+        for p, s in zip(pids, scores, strict=True):
+            if p in index:
+                lead.append(i)
+                part.append(index[p])
+                score.append(float(s))
+    if not lead:
+        return None
+    return PriorSample(np.asarray(lead, dtype=np.int64), np.asarray(part, dtype=np.int64),
+                       np.asarray(score, dtype=float))
+
+
+def build_context(session: Session, scorer: Any, model_version: str | None, *,
+                  expected_arrivals: int | None = None) -> RoutingContext:
+    """The routing context of the latest round.
+
+    Raises
+    ------
+    NoRoundError
+        No round has been run (or it priced no partner).
+    InputError
+        Stored partners that break the contract under the round's policy.
+    """
+    key = _key(session, model_version)
+    round_id = key[0]
+    if round_id is None:
+        raise NoRoundError("Real-time routing needs a round first (its policy, partners and "
+                           "prices): POST /rounds.")
+    rooms = room.room(session, round_id)
+    if not rooms:
+        raise NoRoundError(f"Round {round_id} priced no partner (no partner was in it), so "
+                           "there is nobody to route to; run a round with partners.")
+    policy = room.round_policy(session, round_id)
+    stored = [p for p in partners_repo.all_partners(session) if p.partner_id in rooms]
+    partners = validate_partners(partners_frame(stored), file="stored partners", policy=policy)
+    ids = [str(p) for p in partners["partner_id"]]
+    index = {p: j for j, p in enumerate(ids)}
+    prior = _prior(session, round_id, index)
+    n_round = session.scalar(sa.select(sa.func.count()).select_from(RoundCandidates)
+                             .where(RoundCandidates.round_id == round_id)) or 0
+    expected = expected_arrivals or max(int(n_round), 1)
+    router = RealtimeRouter(ids, [rooms[p].free_units for p in ids],
+                            [rooms[p].price for p in ids], expected_arrivals=expected,
+                            prior=prior, auto_reprice=False)
+    source = session.scalar(sa.select(RoundPartner.price_source)
+                            .where(RoundPartner.round_id == round_id).limit(1)) or ""
+    return RoutingContext(round_id, policy, partners, scorer, model_version, router, index,
+                          source, key, threading.Lock())
+
+
+class RoutingCache:
+    """One routing context per process, rebuilt when a round, the partners or the model change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.context: RoutingContext | None = None
+
+    def get(self, session: Session, scorer: Any, model_version: str | None,
+            expected_arrivals: int | None = None) -> RoutingContext:
+        key = _key(session, model_version)
+        ctx = self.context
+        if ctx is not None and ctx.key == key:
+            return ctx
+        with self._lock:
+            if self.context is None or self.context.key != key:
+                self.context = build_context(session, scorer, model_version,
+                                             expected_arrivals=expected_arrivals)
+            return self.context
+
+    def reprice_if_due(self, sessions: sessionmaker[Session], now: datetime) -> bool:
+        """Re-solve the prices when the router's checkpoint is reached; store them."""
+        ctx = self.context
+        if ctx is None or not ctx.router.reprice_due:
+            return False
+        with ctx.lock:
+            if not ctx.router.reprice_due:
+                return False
+            result = ctx.router.reprice()
+            prices = dict(zip(ctx.router.partner_ids, result.price.tolist(), strict=True))
+        source = (f"{result.price_source}, re-solved on {result.n_leads} leads")[:64]
+        with sessions() as session:
+            for pid, price in prices.items():
+                session.execute(sa.update(RoundPartner).where(
+                    RoundPartner.round_id == ctx.round_id, RoundPartner.partner_id == pid)
+                    .values(price=float(price), price_source=source, priced_at=now)
+                    .execution_options(synchronize_session=False))
+            audit.record(session, actor="router", actor_role="system",
+                         action="prices.repriced", entity_type="round",
+                         entity_id=str(ctx.round_id), round_id=ctx.round_id,
+                         reason=f"capacity prices re-solved after {ctx.router.n_seen} "
+                         f"arrivals ({result.n_leads} leads, {result.n_pairs} pairs)",
+                         detail={"prices": prices, "solve_s": result.solve_s}, at=now)
+            session.commit()
+        ctx.price_source = source
+        return True
+
+
+def _held(session: Session, ctx: RoutingContext, lead: Lead, reason: str, now: datetime,
+          actor: Actor, decision: RouteDecision | None, t0: float) -> RouteOutcome:
+    audit.record(session, actor=actor.name, actor_role=actor.role, action="lead.held",
+                 entity_type="lead", entity_id=lead.lead_id, round_id=ctx.round_id,
+                 lead_id=lead.lead_id, reason=reason, at=now)
+    return RouteOutcome(lead.lead_id, ctx.round_id, False, reason, decision, None,
+                        ctx.price_source, (time.perf_counter() - t0) * 1e3)
+
+
+def _decide(ctx: RoutingContext, session: Session, parts: np.ndarray, values: np.ndarray,
+            units: float) -> RouteDecision:
+    rooms = room.room(session, ctx.round_id)
+    free = np.array([rooms[p].free_units if p in rooms else 0.0
+                     for p in ctx.router.partner_ids])
+    with ctx.lock:
+        ctx.router.remaining[:] = free
+        return ctx.router.route(parts, values, units=units)
+
+
+def _retry(ctx: RoutingContext, session: Session, parts: np.ndarray, values: np.ndarray,
+           units: float, full: set[int]) -> RouteDecision:
+    """Decide again after a partner filled up under us (no new arrival is counted)."""
+    rooms = room.room(session, ctx.round_id)
+    ids = ctx.router.partner_ids
+    has_room = np.array([rooms[ids[j]].free_units >= units - room.EPS and j not in full
+                         if ids[j] in rooms else False for j in parts.tolist()], dtype=bool)
+    return choose(parts, values, ctx.router.price, has_room, ids, units=units,
+                  hold_below=ctx.router.hold_below)
+
+
+def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
+               actor: Actor, *, on_decision: Callable[[RouteDecision], None] | None = None
+               ) -> RouteOutcome:
+    """Route one stored lead now (the caller commits).
+
+    Raises
+    ------
+    LifecycleConflictError
+        The lead already has a live assignment.
+    InputError
+        The stored lead breaks the contract, or the model cannot score it.
+    """
+    t0 = time.perf_counter()
+    holder = session.execute(sa.select(Assignment.id, Assignment.partner_id).where(
+        Assignment.lead_id == lead.lead_id, Assignment.live)).first()
+    if holder is not None:
+        raise LifecycleConflictError(f"Lead {lead.lead_id!r} already has a live assignment "
+                                f"({holder[0]}); it is not routed again.", [lead.lead_id])
+    declined = room.declined_by(session, lead.lead_id)
+    rejected = (pd.DataFrame({"lead_id": [lead.lead_id] * len(declined),
+                              "partner_id": declined}) if declined else None)
+    leads = validate_leads(leads_frame([lead]), file="lead")
+    scored = score_round(ctx.partners, leads, ctx.policy, scorer=ctx.scorer, rejected=rejected)
+    if len(scored.held_back):
+        return _held(session, ctx, lead, f"held for the next round: "
+                     f"{scored.held_back['reason'].iloc[0]}", now, actor, None, t0)
+    pids = scored.pairs["partner_id"].astype(str).tolist()
+    parts = np.asarray([ctx.index[p] for p in pids], dtype=np.int64)
+    values = np.asarray(scored.values, dtype=float)
+    units = float(lead.effort or 1.0)
+    decision = _decide(ctx, session, parts, values, units)
+    full: set[int] = set()
+    while decision.partner is not None and decision.partner_id is not None:
+        if room.take(session, ctx.round_id, decision.partner_id, units):
+            break
+        full.add(decision.partner)
+        decision = _retry(ctx, session, parts, values, units, full)
+    if on_decision is not None:
+        on_decision(decision)
+    room.store_candidates(session, ctx.round_id, lead.lead_id, pids, values.tolist())
+    if decision.partner_id is None:
+        return _held(session, ctx, lead, decision.reason, now, actor, decision, t0)
+    a = _offer(session, ctx, lead, decision, pids, values, units, now, actor)
+    return RouteOutcome(lead.lead_id, ctx.round_id, True, a.reason, decision, a,
+                        ctx.price_source, (time.perf_counter() - t0) * 1e3)
+
+
+def _offer(session: Session, ctx: RoutingContext, lead: Lead, d: RouteDecision,
+           pids: list[str], values: np.ndarray, units: float, now: datetime,
+           actor: Actor) -> Assignment:
+    assert d.partner_id is not None and d.score is not None
+    reason = (f"{d.reason} (prices of round {ctx.round_id}"
+              f"{', ' + ctx.price_source if ctx.price_source else ''})")
+    named = sorted(set(pids) - {d.partner_id})
+    due = accept_deadline(now, ctx.policy.sla)
+    a = Assignment(
+        round_id=ctx.round_id, lead_id=lead.lead_id, partner_id=d.partner_id, score=d.score,
+        rank=1 + int(np.sum(values > d.score)), reason=reason, state="offered", live=True,
+        created_at=now, updated_at=now, state_at=now, due_at=due, origin="realtime",
+        reroutes=0, units=units,
+        explanation={"origin": "realtime", "price": d.price, "adjusted_value": d.adjusted_value,
+                     "price_source": ctx.price_source, "n_eligible": d.n_eligible,
+                     "n_with_room": d.n_with_room, "named_partners": named})
+    session.add(a)
+    session.flush()
+    audit.record(session, actor=actor.name, actor_role=actor.role, action="assignment.routed",
+                 entity_type="assignment", entity_id=str(a.id), round_id=ctx.round_id,
+                 lead_id=lead.lead_id, partner_id=d.partner_id, reason=reason, at=now,
+                 detail={"score": d.score, "price": d.price,
+                         "adjusted_value": d.adjusted_value, "named_partners": named})
+    outbox.enqueue(session, [outbox.PendingEvent(
+        "offer_made", d.partner_id,
+        outbox.offer_data(a.id, lead, d.partner_id, due, origin="realtime"))], now)
+    return a
