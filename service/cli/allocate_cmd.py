@@ -17,9 +17,9 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from allocator.errors import InputError, InputProblem
-from allocator.policy import Policy
+from allocator.errors import InputError
 from service.cli.common import emit_json, err_console, handle_errors, out_console
+from service.cli.inputs import load_all, load_policy_or_problems, promoted_model
 from service.pipeline import RoundResult, run_round, write_round
 
 PartnersOpt = Annotated[Path, typer.Option("--partners", help="partners.csv or .parquet")]
@@ -29,34 +29,6 @@ OutOpt = Annotated[Path, typer.Option("--out", help="folder for assignments.csv 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the summary as JSON on stdout")]
 TimeOpt = Annotated[float | None, typer.Option(
     "--time-limit", min=0.001, help="solver time limit in seconds (default: the policy's)")]
-
-
-def _load_all(loaders: list[tuple[str, Callable[[], Any]]]) -> dict[str, Any]:
-    """Run every loader; raise one InputError with the problems of all files."""
-    out: dict[str, Any] = {}
-    problems: list[InputProblem] = []
-    for name, load in loaders:
-        try:
-            out[name] = load()
-        except InputError as exc:
-            problems.extend(exc.problems)
-        except FileNotFoundError as exc:
-            problems.append(InputProblem(str(exc.filename or name), None, None, None,
-                                         "no such file"))
-    if problems:
-        raise InputError(problems)
-    return out
-
-
-def _policy_then(path: Path) -> tuple[Policy | None, list[InputProblem]]:
-    from service.contract import load_policy
-
-    try:
-        return load_policy(path), []
-    except InputError as exc:
-        return None, exc.problems
-    except FileNotFoundError as exc:
-        return None, [InputProblem(str(exc.filename or path), None, None, None, "no such file")]
 
 
 def _progress(enabled: bool) -> Callable[[str], None] | None:
@@ -123,15 +95,15 @@ def allocate(
     from service.contract import load_leads, load_partners
 
     show = _progress(True)
-    pol, policy_problems = _policy_then(policy)
+    pol, policy_problems = load_policy_or_problems(policy)
     loaders: list[tuple[str, Callable[[], Any]]] = [
         ("partners", lambda: load_partners(partners, pol)),
         ("leads", lambda: load_leads(leads)),
     ]
     if model is not None:
-        loaders.append(("model", lambda: _promoted_model(model)))
+        loaders.append(("model", lambda: promoted_model(model)))
     try:
-        frames = _load_all(loaders)
+        frames = load_all(loaders)
     except InputError as exc:
         raise InputError([*policy_problems, *exc.problems]) from None
     if pol is None:
@@ -140,15 +112,6 @@ def allocate(
                        time_limit_s=time_limit, progress=show)
     paths = write_round(result, out)
     _report(result, paths, as_json)
-
-
-def _promoted_model(folder: Path) -> Any:
-    from models.registry import ModelRegistry
-
-    if not folder.is_dir():
-        raise InputError([InputProblem(str(folder), None, "--model", str(folder),
-                                       "the model folder does not exist")])
-    return ModelRegistry(folder).load()
 
 
 @handle_errors
@@ -168,18 +131,18 @@ def solve(
     from service.contract import load_leads, load_pairs, load_partners
 
     show = _progress(True)
-    pol, policy_problems = _policy_then(policy)
+    pol, policy_problems = load_policy_or_problems(policy)
     loaders: list[tuple[str, Callable[[], Any]]] = [
         ("partners", lambda: load_partners(partners, pol))]
     if leads is not None:
         loaders.append(("leads", lambda: load_leads(leads)))
     try:
-        frames = _load_all(loaders)
+        frames = load_all(loaders)
     except InputError as exc:
         raise InputError([*policy_problems, *exc.problems]) from None
     lead_frame: pd.DataFrame | None = frames.get("leads")
     try:
-        pair_frame = _load_all([("pairs", lambda: load_pairs(
+        pair_frame = load_all([("pairs", lambda: load_pairs(
             pairs, partners=frames["partners"], leads=lead_frame))])["pairs"]
     except InputError as exc:
         raise InputError([*policy_problems, *exc.problems]) from None

@@ -21,8 +21,8 @@ from rich.table import Table
 
 from allocator.errors import InputError, InputProblem
 from allocator.frontier import DEFAULT_ALPHAS, Frontier, compute_frontier
-from service.cli.allocate_cmd import _load_all, _policy_then, _promoted_model
 from service.cli.common import emit_json, err_console, handle_errors, out_console
+from service.cli.inputs import load_all, load_policy_or_problems, promoted_model
 
 FRONTIER_CSV = "frontier.csv"
 FRONTIER_PNG = "frontier.png"
@@ -117,17 +117,17 @@ def frontier(
         raise InputError([InputProblem("--leads", None, "--leads", None,
                                        "give --leads (scored by the model or the heuristic "
                                        "prior) or --pairs (scores you bring)")])
-    pol, policy_problems = _policy_then(policy)
+    pol, policy_problems = load_policy_or_problems(policy)
     loaders: list[tuple[str, Callable[[], Any]]] = [
         ("partners", lambda: load_partners(partners, pol))]
     if leads is not None:
         loaders.append(("leads", lambda: load_leads(leads)))
     if model is not None and pairs is None:
-        loaders.append(("model", lambda: _promoted_model(model)))
+        loaders.append(("model", lambda: promoted_model(model)))
     try:
-        frames = _load_all(loaders)
+        frames = load_all(loaders)
         if pairs is not None:
-            frames.update(_load_all([("pairs", lambda: load_pairs(
+            frames.update(load_all([("pairs", lambda: load_pairs(
                 pairs, partners=frames["partners"], leads=frames.get("leads")))]))
     except InputError as exc:
         raise InputError([*policy_problems, *exc.problems]) from None
