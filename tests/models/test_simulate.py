@@ -15,6 +15,7 @@ from models.simulate import (
     B_QUALITY,
     B_SKILL,
     INTERCEPT,
+    PAIR_EFFECT_SD,
     TIER_EFFECT,
     Channel,
     describe_channel,
@@ -199,7 +200,8 @@ def test_true_probability_formula_and_its_inputs():
 def test_pair_effect_is_a_fixed_normal_per_pair():
     keys = np.arange(200_000)
     eps = pair_effect(5, keys, keys % 97)
-    assert abs(eps.mean()) < 0.01 and eps.std() == pytest.approx(0.35, rel=0.02)
+    assert abs(eps.mean()) < 0.01 and eps.std() == pytest.approx(PAIR_EFFECT_SD, rel=0.02)
+    assert PAIR_EFFECT_SD == 0.15  # the stated function in the module docstring
     np.testing.assert_array_equal(eps[1000:1010], pair_effect(5, keys[1000:1010], keys[1000:1010]
                                                               % 97))
     assert not np.array_equal(eps[:10], pair_effect(6, keys[:10], keys[:10] % 97))
