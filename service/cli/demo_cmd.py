@@ -160,7 +160,11 @@ def demo(
     write_channel(channel, out / "channel")
     watch.lap("simulate")
 
-    db_url = f"sqlite:///{out / 'fairlead.db'}"
+    # a fresh store each run: the demo's round would otherwise find its leads already live
+    # from the previous run (the registry is kept, so re-runs show model versions)
+    db_file = out / "fairlead.db"
+    db_file.unlink(missing_ok=True)
+    db_url = f"sqlite:///{db_file}"
     _say(f"storing the channel in {db_url}")
     stored = _store_channel(db_url, channel, DEFAULT_POLICY_TOML)
     watch.lap("store")
