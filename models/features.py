@@ -54,11 +54,15 @@ from models.encoding import (
     classify_extra,
 )
 from models.partner_rate import (
+    EffectTable,
     RateStrengths,
     RateTable,
+    fit_effects,
     fit_strengths,
+    leak_free_effects,
     leak_free_rates,
     level_keys,
+    strength_to_sd,
 )
 from models.schema import DroppedColumn, FeatureSchema, InputColumn, InputKind, Source
 
@@ -84,6 +88,10 @@ LEAD_KNOWN = (
     "account_owner_partner_id", *NOT_FEATURES,
 )
 RATE_FEATURES = ("partner_rate", "partner_history_log")
+EFFECT_FEATURES = ("partner_effect", "partner_vertical_effect")
+# Fixed effects the partner effects are estimated beside (when the model has them).
+EFFECT_FIXED = ("qualification_score", "intent_level", "company_size_log", "vertical_match",
+                "certification_match", "backlog_ratio")
 Op = Literal[
     "category", "frequency", "number", "log1p", "band", "intent", "present",
     "list_len", "backlog_ratio",
@@ -265,6 +273,13 @@ class FeatureBuilder:
             override = {"partner_rate": rates[1], "partner_history_log": np.log1p(counts[1])}
             if "partner_vertical_rate" in self.pair_features_:
                 override["partner_vertical_rate"] = rates[2]
+        self.effects_ = "partner_vertical_rate" in self.pair_features_
+        self.effect_table_: EffectTable | None = None
+        if self.effects_:
+            assert self.rate_strengths_ is not None
+            s = self.rate_strengths_
+            self.effect_sds_ = (strength_to_sd(s.strengths[1], s.overall),
+                                strength_to_sd(s.strengths[2], s.overall))
         for col in history.columns:
             if col in NOT_FEATURES and col != "partner_id":
                 dropped.append(DroppedColumn(col, NOT_FEATURES[col]))
@@ -276,6 +291,8 @@ class FeatureBuilder:
         if self.partner_aware_:
             names += list(RATE_FEATURES)
         names += list(self.pair_features_)
+        if self.effects_:
+            names += list(EFFECT_FEATURES)
         categorical = [s.name for s in (*self.lead_specs_, *self.partner_specs_) if s.categorical]
         self.schema_ = FeatureSchema(
             inputs=tuple(dict.fromkeys(inputs)),
@@ -289,7 +306,16 @@ class FeatureBuilder:
         if not self.partner_aware_:
             return self.transform_history(history, partners)
         prepared, lead_index, partner_index = self._prepare_history(history, partners)
-        return self.matrix(prepared, lead_index, partner_index, override=override)
+        X = self.matrix(prepared, lead_index, partner_index, override=override)
+        if self.effects_:
+            keys = self._rate_keys(history, partners)
+            fixed = self._fit_fixed_scaler(X)
+            pe, ce = leak_free_effects(keys[1], keys[2], fixed, y, *self.effect_sds_, time=time,
+                                       random_state=self.random_state)
+            X[:, self.schema_.features.index("partner_effect")] = pe
+            X[:, self.schema_.features.index("partner_vertical_effect")] = ce
+            self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_)
+        return X
 
     def _check_not_empty(self, history: pd.DataFrame, partners: pd.DataFrame | None) -> None:
         problems = [
@@ -518,8 +544,32 @@ class FeatureBuilder:
         """Recount the partner rates from a (larger) history, for scoring after evaluation."""
         if not self.partner_aware_ or self.rate_strengths_ is None:
             return
-        keys = self._rate_keys(history.reset_index(drop=True), partners)
+        history = history.reset_index(drop=True)
+        keys = self._rate_keys(history, partners)
         self.rate_table_ = RateTable.from_history(keys, y, self.rate_strengths_)
+        if self.effects_:
+            fixed = self._fixed(self.transform_history(history, partners))
+            self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_)
+
+    def _fit_fixed_scaler(self, X: np.ndarray) -> np.ndarray:
+        """Learn how to standardize the fixed-effect columns; return them for ``X``."""
+        names = self.schema_.features
+        self.fixed_columns_ = [names.index(c) for c in EFFECT_FIXED if c in names]
+        values = X[:, self.fixed_columns_]
+        mean = np.nanmean(values, axis=0) if len(values) else np.zeros(values.shape[1])
+        spread = np.nanstd(values, axis=0) if len(values) else np.ones(values.shape[1])
+        self.fixed_mean_ = np.nan_to_num(mean)
+        self.fixed_scale_ = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+        return self._fixed(X)
+
+    def _fixed(self, X: np.ndarray) -> np.ndarray:
+        """Standardized fixed-effect columns (missing at the mean) and tier one-hot."""
+        values = (X[:, self.fixed_columns_] - self.fixed_mean_) / self.fixed_scale_
+        parts = [np.nan_to_num(values)]
+        if "tier" in self.schema_.features:
+            tier = X[:, self.schema_.features.index("tier")]
+            parts += [(tier == k)[:, None] for k in np.unique(tier[~np.isnan(tier)])[:-1]]
+        return np.hstack(parts).astype(np.float64)
 
     def _rate_keys(self, history: pd.DataFrame, partners: pd.DataFrame | None) -> list[np.ndarray]:
         table, p_index = self._history_partners(history, partners)
@@ -553,6 +603,9 @@ class FeatureBuilder:
                 tables["partner_vertical_rate"], lead_codes["partner_vertical_rate"] = (
                     self._vertical_rates(leads, ids, self._tier(partners))
                 )
+            if self.effect_table_ is not None:
+                tables["partner_effect"], tables["partner_vertical_effect"] = (
+                    self._effects(leads, ids))
         for name, lead_cols in self.pair_lead_columns_.items():
             plist = _PAIR_SOURCES[name][0]
             vocab = pd.Index(sorted({i for c in partners[plist] for i in _as_tuple(c)}),
@@ -589,6 +642,16 @@ class FeatureBuilder:
         pos = vocab.get_indexer(pd.Index(text.to_numpy(dtype=object)))
         codes = np.where(pos >= 0, pos, len(vocab))
         return rates[2].reshape(n_p, n_v), codes[:, None]
+
+    def _effects(self, leads: pd.DataFrame, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per partner its effect, and partner × lead-vertical effects (same columns as rates)."""
+        assert self.effect_table_ is not None
+        text = as_text(leads["vertical"])
+        columns = [*sorted(set(text.dropna())), ""]
+        keys = level_keys(np.repeat(ids, len(columns)), None,
+                          np.tile(np.asarray(columns, dtype=object), len(ids)))
+        partner, cell = self.effect_table_.lookup(keys[1], keys[2])
+        return partner[:: len(columns)].copy(), cell.reshape(len(ids), len(columns))
 
     def matrix(
         self,
@@ -636,6 +699,12 @@ class FeatureBuilder:
                 owner = prepared.owner_position[lead_index]
                 X[:, col] = (owner != -2) & (owner != partner_index)
             col += 1
+        if self.effects_ and "partner_effect" not in prepared.tables:
+            X[:, col : col + 2] = 0.0  # while fitting: the leak-free values come next
+        elif self.effects_:
+            X[:, col] = prepared.tables["partner_effect"][partner_index]
+            codes = prepared.lead_codes["partner_vertical_rate"][lead_index, 0]
+            X[:, col + 1] = prepared.tables["partner_vertical_effect"][partner_index, codes]
         for name, values in (override or {}).items():
             X[:, self.schema_.features.index(name)] = values
         return X
