@@ -175,6 +175,7 @@ class RoutingCache:
             prices = dict(zip(ctx.router.partner_ids, result.price.tolist(), strict=True))
         source = (f"{result.price_source}, re-solved on {result.n_leads} leads")[:64]
         with sessions() as session:
+            room.lock(session)
             for pid, price in prices.items():
                 session.execute(sa.update(RoundPartner).where(
                     RoundPartner.round_id == ctx.round_id, RoundPartner.partner_id == pid)

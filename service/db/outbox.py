@@ -10,6 +10,7 @@ the event id is shared, so a receiver subscribed twice can de-duplicate.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -136,7 +137,7 @@ def enqueue(session: Session, events: Sequence[PendingEvent], now: datetime,
             continue
         event = make_event(pending.event_type, dict(pending.data), clock=_At(now),
                            event_id=f"evt_{uuid.uuid4().hex}")
-        body = {k: v for k, v in event.data.items()}
+        body = json.loads(event.body())["data"]  # as it will be sent: timestamps in ISO
         rows += [{"event_id": event.id, "subscription_id": s.id, "event_type": event.type,
                   "created_at": now, "data": body, "status": "pending", "attempts": 0}
                  for s in targets]

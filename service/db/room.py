@@ -24,6 +24,8 @@ from service.db.tables import Assignment, Round, RoundCandidates, RoundPartner, 
 
 #: Tolerance on capacity units (efforts are floats).
 EPS = 1e-9
+# Any fixed 64-bit number: the PostgreSQL advisory lock that orders room updates.
+_PG_ROOM_LOCK = 0x726F_6F6D_6C6F_636B & 0x7FFF_FFFF_FFFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,19 @@ def room(session: Session, round_id: int) -> dict[str, PartnerRoom]:
             for pid, price, cap, used in rows}
 
 
+def lock(session: Session) -> None:
+    """Serialize room updates on PostgreSQL until the transaction ends.
+
+    A reject or an expiry gives room back to one partner and takes it from another;
+    two of them crossing (P2 → P3 while P3 → P2) would lock the two rows in
+    opposite orders and deadlock.  One transaction-scoped advisory lock taken
+    before the first room update orders them all (held for milliseconds;
+    re-entrant within a transaction).  SQLite has one writer at a time already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ROOM_LOCK})
+
+
 def take(session: Session, round_id: int, partner_id: str, units: float, *,
          enforce: bool = True) -> bool:
     """Take ``units`` of the partner's room; ``False`` when it has no room left.
@@ -79,6 +94,7 @@ def take(session: Session, round_id: int, partner_id: str, units: float, *,
     ``enforce=False`` records the use without the check (a partner claiming from
     the pool chooses to take more work).
     """
+    lock(session)
     where = [RoundPartner.round_id == round_id, RoundPartner.partner_id == partner_id]
     if enforce:
         where.append(RoundPartner.used_units + units <= RoundPartner.capacity_units + EPS)
@@ -91,6 +107,7 @@ def take(session: Session, round_id: int, partner_id: str, units: float, *,
 
 def release(session: Session, assignment: Assignment) -> None:
     """Give back the room an ended assignment held in its round's period."""
+    lock(session)
     units = float(assignment.units)
     session.execute(
         sa.update(RoundPartner)

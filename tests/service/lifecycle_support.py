@@ -64,7 +64,7 @@ def lead(i: int, **kw: Any) -> dict[str, Any]:
     """Lead ``L{i}`` in EU with contact details (hidden from partners until accepted)."""
     return {"lead_id": f"L{i}", "created_at": "2025-03-03T08:00:00Z", "region": "EU",
             "vertical": "saas" if i % 2 else "retail", "company_size": 50 + i,
-            "intent": ("high", "medium", "low")[i % 3], "qualification_score": 40 + 6 * i,
+            "intent": ("high", "medium", "low")[i % 3], "qualification_score": 40 + (6 * i) % 60,
             "contact_name": f"Contact {i}", "contact_email": f"c{i}@example.com", **kw}
 
 

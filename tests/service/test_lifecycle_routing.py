@@ -1,0 +1,167 @@
+"""Real-time routing between rounds: the best score − price among eligible partners with room,
+held when nothing pays, room taken atomically by concurrent workers, prices re-solved."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from service.db import room
+from service.db.reroute import Actor
+from service.db.tables import Assignment, AuditEntry, Lead, RoundPartner
+from service.routing import build_context, route_lead
+from tests.service.lifecycle_support import T0, Service, check_invariants, lead, service
+
+H = timedelta(hours=1)
+PRICES = {"P1": 0.05, "P2": 0.0, "P3": 0.01, "P4": 0.0, "P5": 0.02}
+
+
+def _set_prices(svc: Service, prices: dict[str, float]) -> None:
+    with svc.session() as s:
+        for pid, price in prices.items():
+            s.execute(sa.update(RoundPartner).where(RoundPartner.partner_id == pid)
+                      .values(price=price))
+        s.commit()
+
+
+def _free(svc: Service) -> dict[str, float]:
+    with svc.session() as s:
+        return {p: r.free_units for p, r in room.room(s, 1).items()}
+
+
+def test_no_round_no_routing(db_url: str, tmp_path: Path) -> None:
+    with service(db_url, tmp_path, round_leads=0, run_round=False) as svc:
+        r = svc.post("/route", json={"lead": lead(1)})
+        assert r.status_code == 409 and "needs a round first" in r.json()["detail"]
+        assert svc.get("/leads/L1").status_code == 404  # nothing stored
+
+
+def test_routed_to_the_best_score_minus_price_among_partners_with_room(
+        db_url: str, tmp_path: Path) -> None:
+    with service(db_url, tmp_path) as svc:
+        _set_prices(svc, PRICES)  # before the first route: the router starts from them
+        svc.clock.set(T0 + 3 * H)
+        for i in range(20, 40):
+            before = _free(svc)
+            r = svc.post("/route", json={"lead": lead(i)})
+            assert r.status_code == 200, r.json()
+            body = r.json()
+            with svc.session() as s:
+                _, scores = room.candidates(s, f"L{i}")
+            with_room = {p: s - PRICES[p] for p, s in scores.items() if before[p] >= 1}
+            if not with_room:
+                assert not body["routed"]
+                assert "has room left" in body["reason"] and body["assignment_id"] is None
+                continue
+            assert body["routed"], body
+            pid = body["partner_id"]
+            assert with_room[pid] == pytest.approx(max(with_room.values()))
+            assert body["price"] == PRICES[pid] and f"− price {PRICES[pid]:.4g}" in body["reason"]
+            assert "prices of round 1" in body["reason"]
+            a = svc.live()[f"L{i}"]
+            assert (a.id, a.partner_id, a.origin, a.state) == (body["assignment_id"], pid,
+                                                               "realtime", "offered")
+            assert a.due_at == T0 + 27 * H
+            with svc.session() as s:
+                entry = s.scalars(sa.select(AuditEntry).where(
+                    AuditEntry.action == "assignment.routed",
+                    AuditEntry.lead_id == f"L{i}")).one()
+                assert entry.reason == a.reason and entry.partner_id == pid
+                check_invariants(s)
+        free = _free(svc)
+        assert free.pop("P6") == 3 and set(free.values()) == {0.0}  # P6 covers only the US
+        routed = [a for a in svc.live().values() if a.origin == "realtime"]
+        assert len(routed) == 15 - 8  # every EU unit of room, none more
+
+        # The partner sees its routed lead blind, and why, without a rival's name.
+        a = routed[0]
+        seen = svc.get(f"/offers/{a.id}", svc.partner[a.partner_id]).json()
+        assert seen["lead"]["contact"] is None and "another partner" in seen["reason"]
+
+        assert svc.post("/route", json={"lead_id": "L20"}).status_code == 409  # already live
+        assert svc.post("/route", json={"lead_id": "NOPE"}).status_code == 404
+        changed = svc.post("/route", json={"lead": lead(20, region="US")})
+        assert changed.status_code == 409 and "other content" in changed.json()["detail"]
+        far = svc.post("/route", json={"lead": lead(90, region="APAC")}).json()
+        assert not far["routed"] and "held for the next round" in far["reason"]
+        assert svc.post("/route", svc.partner["P1"], json={"lead_id": "L90"}).status_code == 403
+
+
+def test_a_lead_is_held_when_no_partner_pays_its_price(db_url: str, tmp_path: Path) -> None:
+    """The service-level function, on a session: prices above every score hold the lead."""
+    with service(db_url, tmp_path) as svc:
+        svc.post("/leads", json={"leads": [lead(30)]})
+        with svc.session() as s:
+            ctx = build_context(s, None, None)
+            ctx.router.price[:] = 5.0
+            out = route_lead(s, ctx, s.get(Lead, "L30"), svc.clock.now(), Actor("test"))
+            s.commit()
+        assert not out.routed and out.assignment is None
+        assert out.reason.startswith("held for the next round: best is")
+        assert "− 5 =" in out.reason and "not above 0" in out.reason
+        with svc.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
+                AuditEntry.action == "lead.held", AuditEntry.lead_id == "L30")) == 1
+        assert "L30" not in svc.live()
+
+
+def test_workers_routing_at_once_never_overfill_a_partner(db_url: str, tmp_path: Path) -> None:
+    with service(db_url, tmp_path) as svc:
+        settings = svc.app.state.settings.model_copy(update={"migrate_on_start": False})
+        gate = threading.Barrier(2, timeout=60)
+        answers: list[dict[str, object]] = []
+
+        def worker(client: TestClient, first: int) -> None:
+            gate.wait()
+            for i in range(first, first + 8):
+                r = client.post("/route", headers=svc.admin, json={"lead": lead(i)})
+                assert r.status_code == 200, r.json()
+                answers.append(r.json())
+
+        with ExitStack() as stack:
+            clients = [stack.enter_context(TestClient(create_app(settings, clock=svc.clock)))
+                       for _ in range(2)]
+            threads = [threading.Thread(target=worker, args=(c, 100 + 20 * k))
+                       for k, c in enumerate(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+        assert len(answers) == 16
+        assert sum(bool(a["routed"]) for a in answers) == 7  # the room left after the round
+        with svc.session() as s:
+            check_invariants(s)
+            over = s.scalar(sa.select(sa.func.count()).select_from(RoundPartner).where(
+                RoundPartner.used_units > RoundPartner.capacity_units))
+            assert over == 0
+
+
+def test_prices_are_re_solved_as_arrivals_consume_capacity(db_url: str,
+                                                           tmp_path: Path) -> None:
+    with service(db_url, tmp_path) as svc:
+        assert svc.sweep()["repriced"] is False  # no router yet
+        assert svc.post("/route", json={"lead": lead(40)}).json()["routed"]
+        assert svc.sweep()["repriced"] is True  # first checkpoint: 5% of 8 expected leads
+        with svc.session() as s:
+            sources = set(s.scalars(sa.select(RoundPartner.price_source)))
+            assert len(sources) == 1 and "re-solved on" in sources.pop()
+            entry = s.scalars(sa.select(AuditEntry).where(
+                AuditEntry.action == "prices.repriced")).one()
+            assert set(entry.detail["prices"]) == {"P1", "P2", "P3", "P4", "P5", "P6"}
+        # A routed lead that is rejected is re-routed from its stored scores, like any other.
+        a = svc.live()["L40"]
+        r = svc.post(f"/offers/{a.id}/reject", svc.partner[a.partner_id],
+                     json={"reason": "duplicate"})
+        assert r.status_code == 200 and r.json()["next"]["action"] == "offer"
+        with svc.session() as s:
+            again = s.scalars(sa.select(Assignment).where(Assignment.lead_id == "L40",
+                                                          Assignment.live)).one()
+            assert again.origin == "reroute" and again.partner_id != a.partner_id
+            check_invariants(s)
