@@ -8,6 +8,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -23,7 +24,7 @@ H = timedelta(hours=1)
 OTHERS = re.compile(r"(?<![\w-])P[1-6](?![\w-])")
 
 
-def _busiest(svc: Service) -> tuple[str, list[dict[str, object]]]:
+def _busiest(svc: Service) -> tuple[str, list[dict[str, Any]]]:
     """The partner with the most offers (at least two: eight leads, five EU partners)."""
     by = {p["partner_id"]: svc.offers(p["partner_id"]) for p in PARTNERS}
     pid = max(sorted(by), key=lambda p: len(by[p]))

@@ -101,7 +101,9 @@ def test_a_lead_is_held_when_no_partner_pays_its_price(db_url: str, tmp_path: Pa
         with svc.session() as s:
             ctx = build_context(s, None, None)
             ctx.router.price[:] = 5.0
-            out = route_lead(s, ctx, s.get(Lead, "L30"), svc.clock.now(), Actor("test"))
+            stored = s.get(Lead, "L30")
+            assert stored is not None
+            out = route_lead(s, ctx, stored, svc.clock.now(), Actor("test"))
             s.commit()
         assert not out.routed and out.assignment is None
         assert out.reason.startswith("held for the next round: best is")
