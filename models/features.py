@@ -22,6 +22,15 @@ partner history (when the history names ``partner_id``)
     log(1 + assignments it rests on), and (pair) its rate within the lead's
     vertical smoothed toward its own rate — see :mod:`models.partner_rate`;
     training rows get leak-free values (earlier rows only, or other folds).
+partner effects (when the history also names the vertical)
+    ``partner_effect`` and ``partner_vertical_effect``: the partner's and the
+    partner × vertical cell's log-odds effects of a ridge-penalized logistic
+    regression (a GLMM's posterior mode) fitted beside fixed effects (lead
+    quality, intent, size, vertical listed, certification, backlog, tier), so
+    a cell is shrunk toward what those predict rather than toward the
+    partner's overall rate; prior SDs come from the empirical-Bayes strengths.
+    Training rows get values fitted on earlier time blocks only (the first of
+    four blocks gets 0, the prior mean), or on the other folds without time.
 pair
     region match (lead region or country in the partner's regions), vertical
     match, certification match (the lead's product among the partner's

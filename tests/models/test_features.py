@@ -11,9 +11,12 @@ from models.partner_rate import (
     MAX_STRENGTH,
     RateTable,
     estimate_strength,
+    fit_effects,
     fit_strengths,
+    leak_free_effects,
     leak_free_rates,
     level_keys,
+    strength_to_sd,
 )
 from tests.models.model_support import toy_history
 
@@ -180,3 +183,78 @@ def test_partner_missing_from_partners_frame_gets_missing_attributes():
     builder, X = _fit(history, partners)
     tier = builder.schema_.features.index("tier")
     assert np.isnan(X[:10, tier]).all() and not np.isnan(X[10:, tier]).any()
+
+
+def _effect_data(n: int = 6000, seed: int = 3):
+    """Rows with a known partner effect and a known partner x vertical effect (log-odds)."""
+    rng = np.random.default_rng(seed)
+    partner = rng.choice(np.array(["A", "B", "C"], dtype=object), n)
+    vertical = rng.choice(np.array(["retail", "health"], dtype=object), n)
+    quality = rng.standard_normal(n)
+    p_effect = {"A": 0.8, "B": 0.0, "C": -0.8}
+    cell_effect = {("A", "retail"): 0.0, ("A", "health"): 0.0, ("B", "retail"): 0.7,
+                   ("B", "health"): -0.7, ("C", "retail"): 0.0, ("C", "health"): 0.0}
+    logit = (-2.0 + 0.5 * quality + np.array([p_effect[p] for p in partner])
+             + np.array([cell_effect[(p, v)] for p, v in zip(partner, vertical, strict=True)]))
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    keys = level_keys(partner, None, vertical)
+    return keys, quality[:, None], y
+
+
+def test_effects_recover_partner_and_partner_vertical_log_odds():
+    keys, fixed, y = _effect_data(20_000)
+    table = fit_effects(keys[1], keys[2], fixed, y, sd_partner=1.0, sd_cell=1.0)
+    partner, cell = table.lookup(
+        np.array(["A", "C", "B", "B", "Z"], dtype=object),
+        np.array(["A\x1fretail", "C\x1fretail", "B\x1fretail", "B\x1fhealth", "Z\x1fretail"],
+                 dtype=object))
+    total = partner + cell  # a partner's effect is shared between its two levels
+    # effects are relative to the intercept: compare differences, within sampling error
+    assert total[0] - total[1] == pytest.approx(1.6, abs=0.3)
+    assert total[2] - total[3] == pytest.approx(1.4, abs=0.3)
+    assert partner[4] == 0.0 and cell[4] == 0.0  # an unknown partner gets the prior mean
+    # a tight prior shrinks every effect toward 0
+    tight = fit_effects(keys[1], keys[2], fixed, y, sd_partner=0.01, sd_cell=0.01)
+    assert np.abs(tight.partner_effect).max() < 0.1 * np.abs(table.partner_effect).max()
+
+
+def test_time_blocked_effects_never_see_their_own_or_later_outcomes():
+    keys, fixed, y = _effect_data(2000)
+    t = np.arange(len(y))
+    pe, ce = leak_free_effects(keys[1], keys[2], fixed, y, 0.5, 0.5, time=t, n_blocks=4)
+    assert np.all(pe[:500] == 0.0) and np.all(ce[:500] == 0.0)  # the first block has no past
+    assert np.all(pe[500:] != 0.0)
+    flipped = y.copy()
+    flipped[1200:] = 1 - flipped[1200:]  # rows of block 2 onward change outcome
+    pe2, ce2 = leak_free_effects(keys[1], keys[2], fixed, flipped, 0.5, 0.5, time=t, n_blocks=4)
+    np.testing.assert_array_equal(pe2[:1500], pe[:1500])  # blocks 0-2 rest on rows < 1000
+    np.testing.assert_array_equal(ce2[:1500], ce[:1500])
+    assert not np.array_equal(pe2[1500:], pe[1500:])
+    # without time: out of fold, so a row's own outcome never moves its value
+    pe3, _ = leak_free_effects(keys[1], keys[2], fixed, y, 0.5, 0.5, n_blocks=4)
+    one = y.copy()
+    one[7] = 1 - one[7]
+    pe4, _ = leak_free_effects(keys[1], keys[2], fixed, one, 0.5, 0.5, n_blocks=4)
+    assert pe4[7] == pe3[7]
+
+
+def test_strength_becomes_a_log_odds_spread():
+    # beta prior variance mu(1-mu)/(m+1), divided by the logistic slope mu(1-mu)
+    assert strength_to_sd(99.0, 0.1) == pytest.approx(np.sqrt(0.09 / 100) / 0.09)
+    assert strength_to_sd(10.0, 0.1) > strength_to_sd(1000.0, 0.1)
+
+
+def test_builder_effect_features_are_leak_free_in_training_and_full_at_scoring():
+    history, partners = toy_history(400)
+    builder, X = _fit(history, partners)
+    features = builder.schema_.features
+    pe, ce = features.index("partner_effect"), features.index("partner_vertical_effect")
+    assert np.all(X[:100, pe] == 0.0) and np.all(X[:100, ce] == 0.0)  # first time block
+    assert np.any(X[100:, pe] != 0.0)
+    rows = builder.transform_history(history, partners)
+    table = builder.effect_table_
+    assert table is not None
+    expected, _ = table.lookup(history["partner_id"].to_numpy(dtype=object),
+                               (history["partner_id"] + "\x1f" + history["vertical"]).to_numpy(
+                                   dtype=object))
+    np.testing.assert_allclose(rows[:, pe], expected)
