@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,9 +39,17 @@ from service.db import partners as partners_repo
 from service.db.offers import LifecycleConflictError
 from service.db.records import leads_frame, partners_frame
 from service.db.reroute import Actor
-from service.db.tables import Assignment, Lead, Partner, RoundCandidates, RoundPartner
+from service.db.tables import (
+    Assignment,
+    Lead,
+    Partner,
+    Round,
+    RoundCandidates,
+    RoundPartner,
+    WebhookSubscription,
+)
 from service.lifecycle.states import accept_deadline
-from service.pipeline import score_round
+from service.route_scoring import ScoredLead, ScoringBatcher, score_leads
 
 #: Most leads of the round used as the router's prior sample (see ``RealtimeRouter``).
 PRIOR_LEADS = 3000
@@ -82,10 +90,12 @@ class RouteOutcome:
 
 
 def _key(session: Session, model_version: str | None) -> tuple[Any, ...]:
-    latest = room.latest_round_id(session)
-    stamp = session.execute(sa.select(sa.func.max(Partner.updated_at),
-                                      sa.func.count(Partner.partner_id))).one()
-    return latest, stamp[0], stamp[1], model_version
+    """What a context depends on: the latest round, the partners, the model (one query)."""
+    row = session.execute(sa.select(
+        sa.select(sa.func.max(Round.id)).scalar_subquery(),
+        sa.select(sa.func.max(Partner.updated_at)).scalar_subquery(),
+        sa.select(sa.func.count(Partner.partner_id)).scalar_subquery())).one()
+    return row[0], row[1], row[2], model_version
 
 
 def _prior(session: Session, round_id: int, index: dict[str, int]) -> PriorSample | None:
@@ -150,6 +160,7 @@ class RoutingCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.context: RoutingContext | None = None
+        self.batcher = ScoringBatcher()
 
     def get(self, session: Session, scorer: Any, model_version: str | None,
             expected_arrivals: int | None = None) -> RoutingContext:
@@ -223,9 +234,22 @@ def _retry(ctx: RoutingContext, session: Session, parts: np.ndarray, values: np.
 
 
 def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
-               actor: Actor, *, on_decision: Callable[[RouteDecision], None] | None = None
-               ) -> RouteOutcome:
-    """Route one stored lead now (the caller commits).
+               actor: Actor, *, scored: ScoredLead | None = None,
+               store_lead: Callable[[], None] | None = None,
+               on_decision: Callable[[RouteDecision], None] | None = None) -> RouteOutcome:
+    """Route one lead now (the caller commits).
+
+    Everything is read and decided before the first write, so a write transaction
+    (one writer at a time on SQLite) lasts only as long as the inserts.
+
+    Parameters
+    ----------
+    scored : ScoredLead, optional
+        The lead validated and scored under ``ctx`` when the caller has it (the API
+        scores the leads of concurrent requests together, see
+        :class:`~service.route_scoring.ScoringBatcher`); otherwise it is done here.
+    store_lead : callable, optional
+        Stores ``lead`` (not stored yet) as the first write.
 
     Raises
     ------
@@ -239,20 +263,28 @@ def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
         Assignment.lead_id == lead.lead_id, Assignment.live)).first()
     if holder is not None:
         raise LifecycleConflictError(f"Lead {lead.lead_id!r} already has a live assignment "
-                                f"({holder[0]}); it is not routed again.", [lead.lead_id])
-    declined = room.declined_by(session, lead.lead_id)
-    rejected = (pd.DataFrame({"lead_id": [lead.lead_id] * len(declined),
-                              "partner_id": declined}) if declined else None)
-    leads = validate_leads(leads_frame([lead]), file="lead")
-    scored = score_round(ctx.partners, leads, ctx.policy, scorer=ctx.scorer, rejected=rejected)
-    if len(scored.held_back):
-        return _held(session, ctx, lead, f"held for the next round: "
-                     f"{scored.held_back['reason'].iloc[0]}", now, actor, None, t0)
-    pids = scored.pairs["partner_id"].astype(str).tolist()
+                                     f"({holder[0]}); it is not routed again.", [lead.lead_id])
+    if scored is None:
+        frame = validate_leads(leads_frame([lead]), file="lead")
+        scored, = score_leads(ctx.partners, ctx.policy, ctx.scorer, frame,
+                              [room.declined_by(session, lead.lead_id)])
+    if scored.held is not None:
+        if store_lead is not None:
+            store_lead()
+        return _held(session, ctx, lead, f"held for the next round: {scored.held}", now, actor,
+                     None, t0)
+    assert scored.values is not None
+    pids = list(scored.partner_ids)
     parts = np.asarray([ctx.index[p] for p in pids], dtype=np.int64)
-    values = np.asarray(scored.values, dtype=float)
+    values = scored.values
     units = float(lead.effort or 1.0)
     decision = _decide(ctx, session, parts, values, units)
+    known = session.scalar(sa.select(sa.func.count()).select_from(RoundCandidates).where(
+        RoundCandidates.round_id == ctx.round_id, RoundCandidates.lead_id == lead.lead_id))
+    subs = outbox.active_subscribers(session)
+    # -- writes from here on
+    if store_lead is not None:
+        store_lead()
     full: set[int] = set()
     while decision.partner is not None and decision.partner_id is not None:
         if room.take(session, ctx.round_id, decision.partner_id, units):
@@ -261,17 +293,19 @@ def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
         decision = _retry(ctx, session, parts, values, units, full)
     if on_decision is not None:
         on_decision(decision)
-    room.store_candidates(session, ctx.round_id, lead.lead_id, pids, values.tolist())
+    if not known:
+        session.add(RoundCandidates(round_id=ctx.round_id, lead_id=lead.lead_id,
+                                    partner_ids=pids, scores=values.tolist()))
     if decision.partner_id is None:
         return _held(session, ctx, lead, decision.reason, now, actor, decision, t0)
-    a = _offer(session, ctx, lead, decision, pids, values, units, now, actor)
+    a = _offer(session, ctx, lead, decision, pids, values, units, now, actor, subs)
     return RouteOutcome(lead.lead_id, ctx.round_id, True, a.reason, decision, a,
                         ctx.price_source, (time.perf_counter() - t0) * 1e3)
 
 
 def _offer(session: Session, ctx: RoutingContext, lead: Lead, d: RouteDecision,
            pids: list[str], values: np.ndarray, units: float, now: datetime,
-           actor: Actor) -> Assignment:
+           actor: Actor, subs: Sequence[WebhookSubscription]) -> Assignment:
     assert d.partner_id is not None and d.score is not None
     reason = (f"{d.reason} (prices of round {ctx.round_id}"
               f"{', ' + ctx.price_source if ctx.price_source else ''})")
@@ -294,5 +328,5 @@ def _offer(session: Session, ctx: RoutingContext, lead: Lead, d: RouteDecision,
                          "adjusted_value": d.adjusted_value, "named_partners": named})
     outbox.enqueue(session, [outbox.PendingEvent(
         "offer_made", d.partner_id,
-        outbox.offer_data(a.id, lead, d.partner_id, due, origin="realtime"))], now)
+        outbox.offer_data(a.id, lead, d.partner_id, due, origin="realtime"))], now, subs)
     return a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -60,6 +61,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if job is not None:
             job.stop()
+        app.state.routing.batcher.close()
         app.state.engine.dispose()
 
 
@@ -96,6 +98,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.model = not_loaded()
     app.state.clock = clock or SystemClock()
     app.state.routing = RoutingCache()
+    # SQLite takes one writer at a time: hot write paths queue on this lock in-process
+    app.state.write_lock = (threading.Lock() if app.state.engine.dialect.name == "sqlite"
+                            else None)
     app.state.lifecycle_job = None
     install_handlers(app)
     for module in (

@@ -8,6 +8,8 @@ from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -87,10 +89,11 @@ def test_routed_to_the_best_score_minus_price_among_partners_with_room(
 
         assert svc.post("/route", json={"lead_id": "L20"}).status_code == 409  # already live
         assert svc.post("/route", json={"lead_id": "NOPE"}).status_code == 404
-        changed = svc.post("/route", json={"lead": lead(20, region="US")})
-        assert changed.status_code == 409 and "other content" in changed.json()["detail"]
         far = svc.post("/route", json={"lead": lead(90, region="APAC")}).json()
         assert not far["routed"] and "held for the next round" in far["reason"]
+        assert svc.get("/leads/L90").status_code == 200  # held, stored for the next round
+        changed = svc.post("/route", json={"lead": lead(90, region="US")})
+        assert changed.status_code == 409 and "other content" in changed.json()["detail"]
         assert svc.post("/route", svc.partner["P1"], json={"lead_id": "L90"}).status_code == 403
 
 
@@ -167,3 +170,63 @@ def test_prices_are_re_solved_as_arrivals_consume_capacity(db_url: str,
                                                           Assignment.live)).one()
             assert again.origin == "reroute" and again.partner_id != a.partner_id
             check_invariants(s)
+
+
+def test_leads_scored_together_get_what_a_round_gives_each(tmp_path: Path) -> None:
+    """Concurrent requests share one validation and scoring pass; each gets its own answer
+    (the round's pairs and values for its lead) or its own errors, as its only row."""
+    import tomllib
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from allocator.errors import InputError
+    from allocator.policy import policy_from_dict
+    from service.contract import validate_leads, validate_partners
+    from service.db.records import lead_content
+    from service.pipeline import score_round
+    from service.route_scoring import ScoredLead, ScoringBatcher
+    from tests.service.api_support import POLICY_TOML as CHANNEL_POLICY
+    from tests.service.api_support import channel, rows
+
+    ch = channel()
+    policy = policy_from_dict(tomllib.loads(CHANNEL_POLICY))
+    partners = validate_partners(ch.partners, file="partners", policy=policy)
+    records = rows(ch.leads)
+    records[7] = {**records[7], "intent": "urgent", "qualification_score": 140}
+
+    def scorer(pairs: pd.DataFrame, leads: pd.DataFrame, partners: pd.DataFrame) -> np.ndarray:
+        return 0.01 + 0.001 * pairs["partner_index"].to_numpy()  # per pair, as a model is
+
+    declined = {3: [str(ch.partners["partner_id"].iloc[0])]}
+    for given in (None, scorer):
+        ctx = SimpleNamespace(partners=partners, policy=policy, scorer=given)
+        batcher = ScoringBatcher()
+
+        def ask(i: int, ctx: SimpleNamespace = ctx,
+                batcher: ScoringBatcher = batcher) -> ScoredLead | InputError:
+            try:
+                return batcher.score(ctx, records[i], declined.get(i, ()))
+            except InputError as exc:
+                return exc
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, range(len(records))))
+        batcher.close()
+        assert max(batcher.batches) > 1  # requests were served together
+        error = answers[7]
+        assert isinstance(error, InputError) and {p.row for p in error.problems} == {1}
+        assert {p.column for p in error.problems} == {"intent", "qualification_score"}
+        for i, got in enumerate(answers):
+            if i == 7:
+                continue
+            one = validate_leads(pd.DataFrame([records[i]]), file="lead")
+            rejected = (pd.DataFrame({"lead_id": [records[i]["lead_id"]],
+                                      "partner_id": declined[i]}) if i in declined else None)
+            want = score_round(partners, one, policy, scorer=given, rejected=rejected)
+            assert isinstance(got, ScoredLead)
+            assert lead_content(got.record) == lead_content(one.to_dict("records")[0])
+            if len(want.held_back):
+                assert got.held == want.held_back["reason"].iloc[0]
+                continue
+            assert list(got.partner_ids) == want.pairs["partner_id"].tolist()
+            assert got.values is not None and np.allclose(got.values, want.values)

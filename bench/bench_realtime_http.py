@@ -1,0 +1,290 @@
+"""Latency of real-time routing over HTTP (``POST /route``) against the same work in process.
+
+A simulated channel is loaded into a fresh database and a round is run over
+part of its leads (its prices and pairs feed the router).  Then, in one run:
+
+1. **in process** — what the endpoint does, minus HTTP, one new lead at a time:
+   validate and score (``ScoringBatcher``, a batch of one), ingest,
+   ``service.routing.route_lead`` (decide, take room, store), commit;
+2. **over HTTP** — a real ``uvicorn`` server in its own process on 127.0.0.1,
+   sent ``POST /route`` with new leads at a fixed rate (open loop: each request
+   leaves on schedule whether or not earlier ones have returned) for a bounded
+   time; latency is measured at the client.  Concurrent requests are validated
+   and scored together (the batch sizes the server formed are not visible here;
+   the in-process figure is the cost of a batch of one).
+
+The decision alone (``RealtimeRouter.route``) is timed too.  Reported: p50,
+p90, p99 and max per mode, the rate answers came back at, the HTTP/in-process
+ratio, the share of leads routed (the rest held: no partner's score beat its
+price, or no room), and whether HTTP p99 meets the 50 ms target.  Each HTTP
+run lasts ``--seconds`` (default 8; two rates by default, the target 100/s and
+40/s); the script stops by itself and stops the server it started.
+
+Usage: ``.venv/bin/python bench/bench_realtime_http.py [--rates 100,40] [--seconds 8]
+[--partners 60] [--workers 1] [--db postgresql+psycopg://...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+POLICY = """
+[objective]
+value = "conversions"
+[qualification]
+min_score = 40
+[fairness]
+partner_floor = 0
+[tiers.platinum]
+[tiers.gold]
+[tiers.silver]
+[tiers.bronze]
+"""
+
+
+def _rows(frame: Any) -> list[dict[str, Any]]:
+    from tests.service.api_support import rows
+
+    return rows(frame)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup(db_url: str, n_partners: int, n_round: int, n_arrivals: int, seed: int
+          ) -> tuple[str, list[dict[str, Any]]]:
+    """A migrated database with partners, a round, and an admin token; the arrivals to route."""
+    from fastapi.testclient import TestClient
+
+    from models.simulate import simulate_channel
+    from service.api.app import create_app
+    from service.db.keys import create_key
+    from service.settings import Settings
+
+    ch = simulate_channel(n_partners, n_round + n_arrivals, 10, seed)
+    partners = ch.partners.copy()
+    partners["capacity"] = partners["capacity"] * 4  # room for the day's arrivals as well
+    leads = _rows(ch.leads)
+    settings = Settings(database_url=db_url, model_dir=Path(tempfile.mkdtemp()) / "models",
+                        lifecycle_interval_s=None)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.sessionmaker() as s:
+            token = create_key(s, "admin", name="bench").token
+            s.commit()
+        admin = {"X-API-Key": token}
+        assert client.post("/partners", headers=admin,
+                           json={"partners": _rows(partners)}).status_code == 200
+        assert client.post("/leads", headers=admin,
+                           json={"leads": leads[:n_round]}).status_code == 200
+        r = client.post("/rounds", headers=admin, json={"policy": {"toml": POLICY}})
+        assert r.status_code == 201, r.json()
+    return token, leads[n_round:]
+
+
+def in_process(db_url: str, arrivals: list[dict[str, Any]]) -> tuple[np.ndarray, int]:
+    """Milliseconds per lead of the service function (what the endpoint runs), and routed."""
+    import pandas as pd
+
+    from service.db import leads as leads_repo
+    from service.db.engine import make_engine, make_sessionmaker
+    from service.db.reroute import Actor
+    from service.db.tables import Lead
+    from service.lifecycle.clock import SystemClock
+    from service.routing import RoutingCache, route_lead
+
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    cache, clock, actor = RoutingCache(), SystemClock(), Actor("bench", "admin")
+    out, routed = [], 0
+    try:
+        for row in arrivals:
+            t0 = time.perf_counter()
+            with sessions() as s:  # what POST /route does, minus HTTP
+                ctx = cache.get(s, None, None)
+                scored = cache.batcher.score(ctx, row)
+                leads_repo.ingest_leads(s, pd.DataFrame([scored.record]), "bench", "admin")
+                s.flush()
+                lead = s.get(Lead, row["lead_id"])
+                assert lead is not None
+                res = route_lead(s, ctx, lead, clock.now(), actor, scored=scored)
+                s.commit()
+            out.append((time.perf_counter() - t0) * 1e3)
+            routed += res.routed
+    finally:
+        cache.batcher.close()
+        engine.dispose()
+    return np.asarray(out), routed
+
+
+def decision_only(db_url: str, n: int) -> np.ndarray:
+    """Milliseconds of ``RealtimeRouter.route`` alone on the round's own candidate lists."""
+    import sqlalchemy as sa
+
+    from service.db.engine import make_engine, make_sessionmaker
+    from service.db.tables import RoundCandidates
+    from service.routing import build_context
+
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            ctx = build_context(s, None, None)
+            rows = s.execute(sa.select(RoundCandidates.partner_ids, RoundCandidates.scores)
+                             .limit(n)).all()
+    finally:
+        engine.dispose()
+    out = []
+    for pids, scores in rows:
+        parts = np.asarray([ctx.index[p] for p in pids], dtype=np.int64)
+        t0 = time.perf_counter()
+        ctx.router.route(parts, np.asarray(scores, dtype=float), commit=False)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return np.asarray(out)
+
+
+def serve(db_url: str, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "FAIRLEAD_DATABASE_URL": db_url,
+           "FAIRLEAD_MODEL_DIR": str(log.parent / "models"),
+           "FAIRLEAD_LIFECYCLE_INTERVAL_S": "5", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           "--no-access-log", "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"uvicorn did not come up; see {log}")
+
+
+def over_http(port: int, token: str, arrivals: list[dict[str, Any]], rate: float,
+              seconds: float) -> tuple[np.ndarray, int, int, float]:
+    """Open-loop load: request k leaves at ``k / rate`` s; latency measured at the client.
+
+    Returns latencies (ms), leads routed, errors, and the rate at which answers came back.
+    """
+    n = min(len(arrivals), int(rate * seconds))
+    lat = np.full(n, np.nan)
+    routed = errors = 0
+    lock = threading.Lock()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": token},
+                          timeout=10, limits=httpx.Limits(max_connections=64))
+
+    def send(k: int) -> None:
+        nonlocal routed, errors
+        t0 = time.perf_counter()
+        try:
+            r = client.post("/route", json={"lead": arrivals[k]})
+            ok, is_routed = r.status_code == 200, r.status_code == 200 and r.json()["routed"]
+        except httpx.HTTPError:
+            ok, is_routed = False, False
+        lat[k] = (time.perf_counter() - t0) * 1e3
+        with lock:
+            errors += not ok
+            routed += bool(is_routed)
+
+    # warm the connection pool and the server's routing context (built on first use)
+    client.post("/route", json={"lead": arrivals[0]})
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        for k in range(1, n):
+            delay = start + k / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send, k)
+    served = (n - 1) / (time.perf_counter() - start)
+    client.close()
+    return lat[1:], routed, errors, served
+
+
+def _stats(ms: np.ndarray) -> str:
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return (f"p50 {p50:7.2f}  p90 {p90:7.2f}  p99 {p99:7.2f}  max {ms.max():7.2f} ms "
+            f"(n={ms.size})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rates", default="100,40",
+                    help="request rates per second, one HTTP run each (the first is the target)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each HTTP run")
+    ap.add_argument("--partners", type=int, default=60)
+    ap.add_argument("--round-leads", type=int, default=1000)
+    ap.add_argument("--in-process", type=int, default=300, help="leads routed in process")
+    ap.add_argument("--db", default=None, help="database URL (default: a new SQLite file)")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes (one batches more leads per pass)")
+    args = ap.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-route-"))
+    db_url = args.db or f"sqlite:///{folder / 'fairlead.db'}"
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    n_http = [int(r * args.seconds) for r in rates]
+    t0 = time.perf_counter()
+    token, arrivals = setup(db_url, args.partners, args.round_leads,
+                            args.in_process + sum(n_http) + len(rates), args.seed)
+    print(f"setup: {args.partners} partners, round of {args.round_leads} leads, "
+          f"{time.perf_counter() - t0:.1f} s; database {db_url.split('@')[-1]}")
+
+    decide = decision_only(db_url, 2000)
+    local, local_routed = in_process(db_url, arrivals[:args.in_process])
+    print(f"decision only (RealtimeRouter.route):  {_stats(decide)}")
+    print(f"in process (what POST /route runs):    {_stats(local)}  "
+          f"routed {local_routed}/{local.size}")
+    port = _free_port()
+    proc = serve(db_url, port, folder / "uvicorn.log", args.workers)
+    runs = []
+    try:
+        at = args.in_process
+        for rate, n in zip(rates, n_http, strict=True):
+            lat, routed, errors, served = over_http(port, token, arrivals[at:at + n + 1], rate,
+                                                    args.seconds)
+            at += n + 1
+            lat = lat[np.isfinite(lat)]
+            runs.append((rate, lat))
+            print(f"HTTP POST /route at {rate:5.0f}/s -> {served:5.1f}/s: {_stats(lat)}  "
+                  f"routed {routed}/{lat.size}, errors {errors}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    p50_local, p99_local = np.percentile(local, [50, 99])
+    for rate, lat in runs:
+        p50, p99 = np.percentile(lat, [50, 99])
+        print(f"at {rate:g}/s: HTTP / in process p50 x{p50 / p50_local:.2f}, "
+              f"p99 x{p99 / p99_local:.2f}; p99 < 50 ms: {'met' if p99 < 50 else 'MISSED'}")
+    print(f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"{args.workers} uvicorn worker(s))")
+
+
+if __name__ == "__main__":
+    main()
