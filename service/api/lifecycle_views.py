@@ -66,7 +66,7 @@ def offer_public(a: Assignment, lead: Lead, caller: Principal) -> OfferPublic:
     )
 
 
-def next_step(rerouted: Rerouted | None, caller: Principal, own: str) -> NextStep | None:
+def next_step(rerouted: Rerouted | None, caller: Principal) -> NextStep | None:
     if rerouted is None:
         return None
     if caller.role == PARTNER:

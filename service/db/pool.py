@@ -12,7 +12,6 @@ the live-assignment index would refuse a second holder anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -178,8 +177,3 @@ def _claimed(session: Session, pooled: Pooled, partner: Partner, now: datetime,
                  lead_id=lead.lead_id, partner_id=partner.partner_id, reason=reason, at=now,
                  detail={"pool_entry_id": pooled.entry.id, "tier": partner.tier})
     return a
-
-
-def pooled_leads(session: Session, now: datetime) -> Sequence[Pooled]:
-    """Every open pool entry (ops' view)."""
-    return open_pool(session, now)

@@ -170,6 +170,22 @@ def _run_day(svc: Service, db_url: str, folder: Path) -> None:
 
     _cascade(svc, "L2", T0 + 49 * H)
     _claim_race(svc, db_url, folder, "L3", T0 + 49 * H)
+    _next_round_takes_the_pool(svc, "L2")
+
+
+def _next_round_takes_the_pool(svc: Service, lead_id: str) -> None:
+    """A later round offers a pooled lead again, never to a partner that declined it."""
+    svc.clock.advance(hours=1)
+    r = svc.post("/rounds", json={"policy_id": 1, "lead_ids": [lead_id]})
+    assert r.status_code == 201, r.json()
+    a = _holder(svc, lead_id)
+    assert (a.origin, a.state, a.round_id) == ("round", "offered", r.json()["id"])
+    assert a.partner_id not in _declined(svc, lead_id)
+    with svc.session() as s:
+        entry = s.scalars(sa.select(PoolEntry).where(PoolEntry.lead_id == lead_id)).one()
+        assert (entry.outcome, entry.closed_at) == ("reoffered", svc.clock.now())
+    assert lead_id not in [p["lead_id"] for p in svc.get("/pool").json()["items"]]
+    _check(svc)
 
 
 def _visible(svc: Service, lead_id: str) -> list[str]:

@@ -102,7 +102,7 @@ def reject(assignment_id: Annotated[RowId, Path()], body: RejectCreate, session:
         moved = repo.reject(session, a, reason, clock.now(), actor(caller))
         commit_or_conflict(session, "offer")
     return OfferMoved(offer=offer_public(a, lead, caller),
-                      next=next_step(moved.rerouted, caller, a.partner_id))
+                      next=next_step(moved.rerouted, caller))
 
 
 @router.post("/{assignment_id}/disposition", response_model=OfferMoved,
