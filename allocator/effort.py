@@ -1,22 +1,30 @@
-"""Effort-weighted capacity: a generalized assignment problem, solved with CP-SAT.
+"""Effort-weighted capacity (a generalized assignment problem): LP, rounding, CP-SAT.
 
 When leads cost a partner different workload, ``Σ effort × x ≤ capacity`` is a
 knapsack row per partner and the problem is NP-hard.  The method:
 
-1. **Relaxation bound.**  Every lead costs a partner at least its cheapest
-   eligible effort, so ``capacity / smallest effort`` leads is a relaxation of
-   the knapsack row; the min-cost flow with those counts (and every other
-   rule) gives a proven upper bound in one exact flow.  When its solution
-   happens to respect the real efforts (and quotas), it is optimal outright.
-2. **Hint.**  That flow, repaired: a partner over its effort capacity keeps its
-   best-scoring leads that fit.
-3. **CP-SAT** on the 0–1 model of the whole round (:mod:`allocator.linear`:
-   floors, tier shares, quotas, max share, ``assign_all``, efforts scaled to
-   integers and rounded up so every solution is feasible), ``num_workers = 2``,
-   under the time limit; its ``best_objective_bound`` and the relaxation bound
-   both bound the optimum, and the smaller is reported with the gap.
+1. **LP relaxation** of the whole round (:mod:`allocator.colgen`: HiGHS by
+   column generation).  Its dual bound ``D(y)`` is the proven upper bound, and
+   its row duals are the rule prices (the same solve serves both).
+2. **Rounding.**  In a basic optimal LP solution only a few leads are
+   fractional (at most about one per tight capacity row).  Leads the LP
+   assigns integrally are fixed; the fractional ones are solved exactly by
+   CP-SAT on the residual problem (residual capacities, floors, tier shares,
+   quotas; :func:`allocator.linear.fix_columns`), hinted with the LP.  When the
+   residual has no solution, the free set is widened with the fixed leads the
+   LP is most indifferent about (smallest regret at the LP duals) among those
+   eligible for the partners involved, then more of them.
+3. **Last resort** (:func:`repair_allocation`): a min-cost flow in which each
+   partner takes only leads up to an effort threshold and at most
+   ``capacity / threshold`` of them, so every effort capacity holds while the
+   flow keeps floors, tier shares, the max share (and quotas, through
+   :func:`allocator.side.solve_with_quotas`) exactly; leftover capacity is then
+   filled greedily.  Floors and tier minimums are never dropped.
+4. **Small rounds** (at most :data:`SMALL_MIP_PAIRS` pairs): CP-SAT on the whole
+   0–1 model, hinted with the rounded solution, proves optimality.
 
-Prices come from the LP relaxation's duals (GLOP), per effort unit.
+The status is "optimal" when the objective meets the bound within ``1e-9``
+(relative) or CP-SAT proves it, else "feasible" with the bound and the gap.
 """
 
 from __future__ import annotations
@@ -25,50 +33,22 @@ import time
 
 import numpy as np
 
-from allocator.build import quota_groups
-from allocator.flow import network_spec, rounding_slack, solve_network
-from allocator.linear import linear_model, solve_lp, solve_mip
+from allocator.colgen import LeadIndex, Relaxation, solve_relaxation
+from allocator.effort_moves import improve_by_classes, penalized_value, repair_allocation
+from allocator.flow import network_spec
+from allocator.linear import LinearModel, as_integral, fix_columns, linear_model, solve_mip
 from allocator.prices import Outcome, Prices, lp_prices, zero_prices
 from allocator.problem import AllocationProblem
 
-RELAXATION_SOURCE = "LP relaxation dual (GLOP)"
+SMALL_MIP_PAIRS = 2_000
+LP_SHARE = 0.75
+OPTIMAL_REL = 1e-9
+_ONE = 1e-6
 
 
-def effort_load(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray:
-    """Per partner, the effort units of the chosen pairs."""
-    eff = problem.pair_effort if problem.pair_effort is not None else np.ones(problem.n_pairs)
-    return np.bincount(problem.pair_partner[pair_flow], weights=eff[pair_flow],
-                       minlength=problem.n_partners)
-
-
-def repair(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray:
-    """Drop, per partner over its effort capacity, its lowest-scoring leads until it fits."""
-    eff = problem.pair_effort if problem.pair_effort is not None else np.ones(problem.n_pairs)
-    chosen = np.flatnonzero(pair_flow)
-    part = problem.pair_partner[chosen]
-    order = np.lexsort((-problem.pair_score[chosen], part))
-    chosen, part = chosen[order], part[order]
-    cum = np.cumsum(eff[chosen])
-    starts = np.searchsorted(part, np.arange(problem.n_partners))
-    before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0) if cum.size else \
-        np.zeros(problem.n_partners)
-    within = cum - before[part]
-    keep = within <= np.asarray(problem.capacity_units)[part] + 1e-9
-    out = np.zeros(problem.n_pairs, dtype=bool)
-    out[chosen[keep]] = True
-    return out
-
-
-def _meets_side_rules(problem: AllocationProblem, pair_flow: np.ndarray) -> bool:
-    load = effort_load(problem, pair_flow)
-    if np.any(load > np.asarray(problem.capacity_units) + 1e-9):
-        return False
-    _, lo, hi, group = quota_groups(problem)
-    if lo.size:
-        c = np.bincount(group[pair_flow & (group >= 0)], minlength=lo.shape[0])
-        if np.any(c < lo) or np.any((hi >= 0) & (c > hi)):
-            return False
-    return True
+def source_name(relax: Relaxation) -> str:
+    """``price_source`` of prices read from ``relax``'s duals."""
+    return f"LP relaxation dual ({relax.solver})"
 
 
 def _lead_pair(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray:
@@ -77,69 +57,165 @@ def _lead_pair(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray:
     return out
 
 
+def _shortfall(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray | None:
+    if problem.floor_mode != "soft":
+        return None
+    count = np.bincount(problem.pair_partner[pair_flow], minlength=problem.n_partners)
+    return np.maximum(np.asarray(problem.floor, dtype=np.int64) - count, 0)
+
+
+def _regret(problem: AllocationProblem, leads: LeadIndex, q: np.ndarray, on_pair: np.ndarray,
+            assign_all: bool) -> np.ndarray:
+    """Per lead, what moving it costs at the LP duals (``inf`` for leads without pairs)."""
+    own = np.full(problem.n_leads, np.nan)
+    has = on_pair >= 0
+    own[has] = q[on_pair[has]]
+    masked = q.copy()
+    masked[on_pair[has]] = -np.inf
+    alt = leads.max(masked)
+    if not assign_all:
+        alt = np.maximum(alt, 0.0)
+    best = leads.max(q)
+    regret = np.where(has, own - alt, -np.where(np.isfinite(best), best, -np.inf))
+    return np.where(np.isnan(regret), np.inf, np.maximum(regret, 0.0))
+
+
+def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: Relaxation,
+                     deadline: float) -> tuple[np.ndarray | None, list[str], bool]:
+    """Fix the LP's integral leads and solve the rest exactly (module docstring, step 2).
+
+    Returns
+    -------
+    pair_flow : ndarray of bool or None
+        The chosen pairs, ``None`` when no widening found an allocation in time.
+    notes : list of str
+    infeasible : bool
+        CP-SAT proved that no allocation exists (every lead was free).
+    """
+    n_pairs, pl = problem.n_pairs, problem.pair_lead
+    x = relax.values[:n_pairs]
+    top = x >= 1.0 - _ONE
+    on_pair = np.full(problem.n_leads, -1, dtype=np.int64)
+    on_pair[pl[top]] = np.flatnonzero(top)
+    total = np.bincount(pl, weights=x, minlength=problem.n_leads)
+    free = (on_pair < 0) & (total > _ONE)
+    n_free = int(free.sum())
+    notes = [f"LP rounding: {n_free} of {problem.n_leads} leads fractional"]
+    regret = _regret(problem, LeadIndex.of(pl, problem.n_leads), relax.q, on_pair,
+                     problem.assign_all)
+    nonpair = np.arange(n_pairs, integral.obj.shape[0])
+    stages = [0, max(200, 4 * n_free), max(2000, 20 * n_free)]
+    if n_pairs <= SMALL_MIP_PAIRS:
+        stages.append(problem.n_leads)  # small: the last stage is the whole round
+    for extra in stages:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            notes.append("no time left for the residual problem")
+            break
+        chosen = free.copy()
+        if extra:
+            touched = np.zeros(problem.n_partners, dtype=bool)
+            touched[problem.pair_partner[free[pl]]] = True
+            near = np.zeros(problem.n_leads, dtype=bool)
+            near[pl[touched[problem.pair_partner]]] = True
+            if not touched.any() or extra >= problem.n_leads:
+                near[:] = True
+            cand = np.flatnonzero(near & ~free)
+            chosen[cand[np.argsort(regret[cand], kind="stable")[:extra]]] = True
+        free_pairs = np.flatnonzero(chosen[pl])
+        fixed_pairs = on_pair[(on_pair >= 0) & ~chosen]
+        sub, _, holds = fix_columns(integral, np.r_[free_pairs, nonpair], fixed_pairs)
+        pair_flow = np.zeros(n_pairs, dtype=bool)
+        pair_flow[fixed_pairs] = True
+        if not holds:
+            notes.append(f"residual with {int(chosen.sum())} free leads: fixed leads break a rule")
+            continue
+        if not sub.obj.shape[0]:
+            return pair_flow, notes, False
+        hint = np.zeros(sub.obj.shape[0])
+        hint[:sub.n_pairs] = x[free_pairs] >= 0.5
+        mip = solve_mip(sub, int(chosen.sum()), min(remaining, max(2.0, 0.5 * remaining)), hint)
+        notes.append(f"CP-SAT on the residual ({int(chosen.sum())} free leads, "
+                     f"{free_pairs.size} pairs): {mip.status}")
+        if mip.status in ("optimal", "feasible"):
+            pair_flow[free_pairs[mip.values[:sub.n_pairs] > 0.5]] = True
+            return pair_flow, notes, False
+        if mip.status == "infeasible" and chosen.all():
+            return None, notes, True
+        if chosen.all():
+            break
+    return None, notes, False
+
+
 def solve_effort(problem: AllocationProblem, time_limit_s: float) -> Outcome:
     """Solve a round whose leads cost partners different effort (see module docstring)."""
     started = time.perf_counter()
-    spec = network_spec(problem)
-    relaxed = solve_network(problem, spec)
-    if relaxed.status != "optimal":
-        return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "min_cost_flow",
-                       lambda: zero_prices(problem, ""))
-    penalty = relaxed.scale.penalty_value
-    short = 0 if relaxed.shortfall is None else int(relaxed.shortfall.sum())
-    bound = relaxed.value - penalty * short + rounding_slack(problem, relaxed.scale)
-    notes = ["effort-weighted capacity: bound from the flow with capacity / smallest effort "
-             "leads per partner"]
-
-    lp_model = linear_model(problem, spec)
+    deadline = started + time_limit_s
+    model = linear_model(problem, network_spec(problem))
+    relax = solve_relaxation(problem, model, started + LP_SHARE * time_limit_s)
+    notes = [f"effort-weighted capacity: LP relaxation by column generation ({relax.solver}, "
+             f"{relax.rounds} round(s), {relax.columns} of {problem.n_pairs} pairs, "
+             f"{relax.seconds:.2f} s): {relax.status}"]
+    if relax.status == "infeasible":
+        return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "lp",
+                       lambda: zero_prices(problem, ""), notes=tuple(notes))
+    duals = relax.duals
 
     def prices() -> Prices:
-        remaining = max(started + 2.0 * time_limit_s - time.perf_counter(), 1.0)
-        lp = solve_lp(lp_model, remaining)
-        if lp.status != "optimal" or lp.duals is None:
+        if duals is None:
             return zero_prices(problem, "unavailable (LP relaxation not solved in time)")
-        return lp_prices(problem, lp_model, lp.duals, RELAXATION_SOURCE)
+        return lp_prices(problem, model, duals, source_name(relax))
 
-    def shortfall(pair_flow: np.ndarray) -> np.ndarray | None:
-        if problem.floor_mode != "soft":
-            return None
-        count = np.bincount(problem.pair_partner[pair_flow], minlength=problem.n_partners)
-        return np.maximum(np.asarray(problem.floor, dtype=np.int64) - count, 0)
-
-    if _meets_side_rules(problem, relaxed.pair_flow):
-        notes.append("the relaxation's flow respects every effort: optimal")
-        return Outcome("optimal", relaxed.lead_pair, relaxed.value, bound, "min_cost_flow",
-                       prices, shortfall=relaxed.shortfall, penalty=penalty, notes=tuple(notes))
-    hint_flow = repair(problem, relaxed.pair_flow)
-    model = linear_model(problem, spec, integral=True)
-    hint = np.zeros(model.obj.shape[0])
-    hint[:problem.n_pairs] = hint_flow
-    hint_short = shortfall(hint_flow)
-    if model.shortfall_partner.size and hint_short is not None:
-        hint[problem.n_pairs:] = np.minimum(hint_short[model.shortfall_partner],
-                                            model.var_hi[problem.n_pairs:])
-    remaining = max(started + time_limit_s - time.perf_counter(), 0.5)
-    mip = solve_mip(model, problem.n_leads, remaining, hint)
-    notes.append(f"CP-SAT (2 workers, {remaining:.1f} s limit): {mip.status}")
-    if mip.status == "infeasible":
-        return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "cp_sat",
-                       lambda: zero_prices(problem, ""))
-    if mip.status == "time_limit":
-        from allocator.verify import verify
-
-        lead_pair = _lead_pair(problem, hint_flow)
-        lead_partner = np.where(lead_pair >= 0, problem.pair_partner[np.maximum(lead_pair, 0)],
-                                -1)
-        if verify(problem, lead_partner).ok:
-            notes.append("CP-SAT found no solution in time; the repaired flow is returned")
-            value = float(problem.pair_score[hint_flow].sum())
-            return Outcome("feasible", lead_pair, value, bound, "min_cost_flow+repair", prices,
-                           shortfall=hint_short, penalty=penalty, notes=tuple(notes))
-        return Outcome("time_limit", np.full(problem.n_leads, -1), 0.0, bound, "cp_sat",
-                       prices, notes=tuple(notes))
-    pair_flow = mip.values[:problem.n_pairs] > 0.5
-    value = float(problem.pair_score[pair_flow].sum())
-    bound = min(bound, mip.bound)
-    return Outcome("optimal" if mip.status == "optimal" else "feasible",
-                   _lead_pair(problem, pair_flow), value, bound, "cp_sat", prices,
-                   shortfall=shortfall(pair_flow), penalty=model.penalty, notes=tuple(notes))
+    integral = as_integral(model, problem)
+    penalty = model.penalty
+    bound = relax.bound
+    pair_flow: np.ndarray | None = None
+    method = "lp_rounding"
+    if relax.status in ("optimal", "stopped"):
+        t0 = time.perf_counter()
+        pair_flow, more, infeasible = round_relaxation(problem, integral, relax, deadline)
+        notes += more
+        notes[-1] += f" ({time.perf_counter() - t0:.2f} s)"
+        if infeasible:
+            return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "cp_sat",
+                           lambda: zero_prices(problem, ""), notes=tuple(notes))
+    if pair_flow is not None:
+        t0 = time.perf_counter()
+        before = penalized_value(problem, pair_flow, penalty)
+        pair_flow, moves = improve_by_classes(problem, pair_flow, penalty, deadline,
+                                              allowed=relax.useful)
+        notes.append(f"effort-class flows: {moves} improving move(s), "
+                     f"{penalized_value(problem, pair_flow, penalty) - before:+.6g} "
+                     f"({time.perf_counter() - t0:.2f} s)")
+    if pair_flow is None:
+        remaining = max(deadline - time.perf_counter(), 1.0)
+        pair_flow = repair_allocation(problem, remaining)
+        method = "flow_repair"
+        notes.append("last resort: flow on effort-safe lead counts, then greedy fill: "
+                     + ("found" if pair_flow is not None else "none found"))
+    if pair_flow is None:
+        return Outcome("time_limit", np.full(problem.n_leads, -1), 0.0, bound, method, prices,
+                       notes=tuple(notes))
+    value = penalized_value(problem, pair_flow, penalty)
+    proven = value >= bound - OPTIMAL_REL * max(abs(bound), 1e-9)
+    remaining = deadline - time.perf_counter()
+    if not proven and problem.n_pairs <= SMALL_MIP_PAIRS and remaining > 0.05:
+        remaining = min(remaining, 1.0 + 0.1 * time_limit_s)
+        hint = np.zeros(integral.obj.shape[0])
+        hint[:problem.n_pairs] = pair_flow
+        short = _shortfall(problem, pair_flow)
+        if short is not None and integral.shortfall_partner.size:
+            hint[problem.n_pairs:] = np.minimum(short[integral.shortfall_partner],
+                                                integral.var_hi[problem.n_pairs:])
+        mip = solve_mip(integral, problem.n_leads, remaining, hint)
+        notes.append(f"CP-SAT on the whole round ({remaining:.1f} s limit): {mip.status}")
+        if mip.status in ("optimal", "feasible"):
+            flow = mip.values[:problem.n_pairs] > 0.5
+            if penalized_value(problem, flow, penalty) >= value - 1e-12:
+                pair_flow, value, method = flow, penalized_value(problem, flow, penalty), "cp_sat"
+            bound = min(bound, mip.bound)
+            proven = proven or mip.status == "optimal"
+    bound = max(bound, value) if proven else bound
+    return Outcome("optimal" if proven else "feasible", _lead_pair(problem, pair_flow),
+                   float(problem.pair_score[pair_flow].sum()), bound, method, prices,
+                   shortfall=_shortfall(problem, pair_flow), penalty=penalty, notes=tuple(notes))

@@ -21,7 +21,7 @@ Objective: maximize Σ score × x − penalty × Σ s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -245,3 +245,67 @@ def solve_mip(model: LinearModel, n_leads: int, time_limit_s: float,
     if status == "optimal":
         bound = max(objective, float(solver.objective_value()) / k + slack)
     return LinearResult(status, values, objective, max(bound, objective))
+
+
+def as_integral(model: LinearModel, problem: AllocationProblem) -> LinearModel:
+    """``model`` (continuous) with its effort rows made integral as ``integral=True`` does.
+
+    Efforts are scaled by :func:`_effort_scale` and rounded up, capacities rounded
+    down, so every integer solution of the result meets the true capacities;
+    without effort rows the model is returned as is.
+    """
+    if "effort" not in model.rows or problem.pair_effort is None:
+        return model
+    rows = model.rows["effort"]
+    cap_units = np.asarray(problem.capacity_units, dtype=float)
+    k = _effort_scale(problem.pair_effort, cap_units)
+    a = model.A.tocsr(copy=True)
+    if rows.size:  # the effort rows are one contiguous block
+        lo_ptr, hi_ptr = a.indptr[int(rows[0])], a.indptr[int(rows[-1]) + 1]
+        a.data[lo_ptr:hi_ptr] = np.ceil(a.data[lo_ptr:hi_ptr] * k - 1e-9)
+    row_hi = model.row_hi.copy()
+    row_hi[rows] = np.floor(cap_units * k + 1e-9)
+    return replace(model, A=a, row_hi=row_hi, effort_scale=k)
+
+
+def fix_columns(model: LinearModel, free: np.ndarray,
+                fixed: np.ndarray) -> tuple[LinearModel, np.ndarray, bool]:
+    """The model over the columns ``free`` once the columns ``fixed`` are set to one.
+
+    Parameters
+    ----------
+    free : ndarray of int
+        Columns left to decide, pairs first (ascending) then non-pair columns.
+    fixed : ndarray of int
+        Columns set to one; every other column is zero.
+
+    Returns
+    -------
+    sub : LinearModel
+        Rows that no free column touches are dropped; the others' bounds are
+        shifted by the fixed columns' activity.  ``n_pairs`` counts the free pairs.
+    rows : ndarray of int
+        The original row of each kept row.
+    holds : bool
+        Whether the dropped rows are met by the fixed columns alone.
+    """
+    a = model.A.tocsc()
+    fixed_activity = np.asarray(a[:, fixed].sum(axis=1)).ravel() if fixed.size else \
+        np.zeros(a.shape[0])
+    lo = model.row_lo - fixed_activity
+    hi = model.row_hi - fixed_activity
+    sub = a[:, free]
+    touched = np.diff(sub.tocsr().indptr) > 0
+    dropped = ~touched
+    tol = 1e-6
+    holds = bool(np.all(lo[dropped] <= tol) and np.all(hi[dropped] >= -tol))
+    rows = np.flatnonzero(touched)
+    n_free_pairs = int(np.count_nonzero(free < model.n_pairs))
+    nonpair = free[free >= model.n_pairs]
+    short = model.shortfall_partner[nonpair - model.n_pairs] if nonpair.size else \
+        np.zeros(0, dtype=np.int64)
+    return LinearModel(
+        A=sub.tocsr()[rows], row_lo=lo[rows], row_hi=hi[rows], var_lo=model.var_lo[free],
+        var_hi=model.var_hi[free], obj=model.obj[free], n_pairs=n_free_pairs,
+        shortfall_partner=short, penalty=model.penalty,
+        effort_scale=model.effort_scale), rows, holds
