@@ -195,8 +195,9 @@ class Relaxation:
     ----------
     status : str
         "optimal" (no pair prices out), "stopped" (time ran out; ``bound`` is
-        still proven, ``values`` feasible for the LP), "infeasible", "unsolved"
-        (no LP solution in time).
+        still proven, ``values`` feasible for the LP), "relaxed" (``values``
+        break some count rows: :mod:`allocator.transport`), "infeasible",
+        "unsolved" (no LP solution in time).
     values : ndarray
         Per model column, its LP value (0 for pairs never added).
     duals : ndarray or None

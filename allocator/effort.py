@@ -33,14 +33,18 @@ import time
 
 import numpy as np
 
-from allocator.colgen import LeadIndex, Relaxation, solve_relaxation
+from allocator.colgen import FULL_LP_PAIRS, LeadIndex, Relaxation, solve_relaxation
 from allocator.effort_moves import improve_by_classes, penalized_value, repair_allocation
 from allocator.flow import network_spec
 from allocator.linear import LinearModel, as_integral, fix_columns, linear_model, solve_mip
 from allocator.prices import Outcome, Prices, lp_prices, zero_prices
 from allocator.problem import AllocationProblem
+from allocator.transport import transport_relaxation, violated_rows
 
 SMALL_MIP_PAIRS = 2_000
+RESIDUAL_SHARE = 0.05
+NEAR_BEST = 0.05
+IMPROVE_SHARE = 0.7
 LP_SHARE = 0.75
 OPTIMAL_REL = 1e-9
 _ONE = 1e-6
@@ -64,6 +68,16 @@ def _shortfall(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray 
     return np.maximum(np.asarray(problem.floor, dtype=np.int64) - count, 0)
 
 
+def _near_best(problem: AllocationProblem, relax: Relaxation) -> np.ndarray:
+    """Pairs worth moving leads onto: those that entered the LP, or within a small margin of
+    their lead's best reduced profit at the LP duals."""
+    if relax.useful is not None:
+        return relax.useful
+    best = LeadIndex.of(problem.pair_lead, problem.n_leads).max(relax.q)
+    smax = float(np.max(np.abs(problem.pair_score))) if problem.n_pairs else 1.0
+    return relax.q >= best[problem.pair_lead] - NEAR_BEST * max(smax, 1e-12)
+
+
 def _regret(problem: AllocationProblem, leads: LeadIndex, q: np.ndarray, on_pair: np.ndarray,
             assign_all: bool) -> np.ndarray:
     """Per lead, what moving it costs at the LP duals (``inf`` for leads without pairs)."""
@@ -80,8 +94,34 @@ def _regret(problem: AllocationProblem, leads: LeadIndex, q: np.ndarray, on_pair
     return np.where(np.isnan(regret), np.inf, np.maximum(regret, 0.0))
 
 
+def _row_candidates(problem: AllocationProblem, model: LinearModel, values: np.ndarray,
+                    rows: np.ndarray, on_pair: np.ndarray, regret: np.ndarray) -> np.ndarray:
+    """Leads to free around rows the relaxation breaks: per row short of its minimum, the
+    eligible leads cheapest to move onto it; per row over its maximum, its cheapest leads."""
+    a = model.A.tocsr()
+    act = a @ values
+    out = np.zeros(problem.n_leads, dtype=bool)
+    for r in rows.tolist():
+        cols = a.indices[a.indptr[r]:a.indptr[r + 1]]
+        pairs = cols[cols < problem.n_pairs]
+        short = model.row_lo[r] - act[r]
+        over = act[r] - model.row_hi[r]
+        if short > 0:
+            leads = np.unique(problem.pair_lead[pairs])
+            need = int(np.ceil(short))
+        else:
+            on = np.zeros(problem.n_pairs, dtype=bool)
+            on[on_pair[on_pair >= 0]] = True
+            leads = np.unique(problem.pair_lead[pairs[on[pairs]]])
+            need = int(np.ceil(over))
+        take = leads[np.argsort(regret[leads], kind="stable")[:max(10, 3 * need)]]
+        out[take] = True
+    return out
+
+
 def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: Relaxation,
-                     deadline: float) -> tuple[np.ndarray | None, list[str], bool]:
+                     deadline: float, broken: np.ndarray | None = None,
+                     residual_s: float = 2.0) -> tuple[np.ndarray | None, list[str], bool]:
     """Fix the LP's integral leads and solve the rest exactly (module docstring, step 2).
 
     Returns
@@ -103,6 +143,12 @@ def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: R
     notes = [f"LP rounding: {n_free} of {problem.n_leads} leads fractional"]
     regret = _regret(problem, LeadIndex.of(pl, problem.n_leads), relax.q, on_pair,
                      problem.assign_all)
+    if broken is not None and broken.size:
+        around = _row_candidates(problem, integral, relax.values, broken, on_pair, regret)
+        notes.append(f"{broken.size} count row(s) broken by the relaxation: "
+                     f"{int((around & ~free).sum())} more leads freed around them")
+        free |= around
+        n_free = int(free.sum())
     nonpair = np.arange(n_pairs, integral.obj.shape[0])
     stages = [0, max(200, 4 * n_free), max(2000, 20 * n_free)]
     if n_pairs <= SMALL_MIP_PAIRS:
@@ -134,7 +180,8 @@ def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: R
             return pair_flow, notes, False
         hint = np.zeros(sub.obj.shape[0])
         hint[:sub.n_pairs] = x[free_pairs] >= 0.5
-        mip = solve_mip(sub, int(chosen.sum()), min(remaining, max(2.0, 0.5 * remaining)), hint)
+        # A first allocation is what counts here: the class flows improve it afterwards.
+        mip = solve_mip(sub, int(chosen.sum()), min(0.5 * remaining, residual_s), hint)
         notes.append(f"CP-SAT on the residual ({int(chosen.sum())} free leads, "
                      f"{free_pairs.size} pairs): {mip.status}")
         if mip.status in ("optimal", "feasible"):
@@ -152,10 +199,19 @@ def solve_effort(problem: AllocationProblem, time_limit_s: float) -> Outcome:
     started = time.perf_counter()
     deadline = started + time_limit_s
     model = linear_model(problem, network_spec(problem))
-    relax = solve_relaxation(problem, model, started + LP_SHARE * time_limit_s)
-    notes = [f"effort-weighted capacity: LP relaxation by column generation ({relax.solver}, "
-             f"{relax.rounds} round(s), {relax.columns} of {problem.n_pairs} pairs, "
-             f"{relax.seconds:.2f} s): {relax.status}"]
+    lp_deadline = started + LP_SHARE * time_limit_s
+    relax = transport_relaxation(problem, model, lp_deadline)
+    if relax is None or (relax.status == "relaxed" and problem.n_pairs <= FULL_LP_PAIRS):
+        # Count rows the flow breaks have no duals there; a small round affords the whole LP.
+        relax = solve_relaxation(problem, model, lp_deadline)
+        notes = [f"effort-weighted capacity: LP relaxation by column generation "
+                 f"({relax.solver}, {relax.rounds} round(s), {relax.columns} of "
+                 f"{problem.n_pairs} pairs, {relax.seconds:.2f} s): {relax.status}"]
+    else:
+        notes = [f"effort-weighted capacity: LP relaxation as one transportation flow "
+                 f"(efforts are the leads' own; {relax.seconds:.2f} s), duals from its "
+                 f"potentials: {relax.status}"]
+    broken = violated_rows(model, relax.values) if relax.status == "relaxed" else None
     if relax.status == "infeasible":
         return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "lp",
                        lambda: zero_prices(problem, ""), notes=tuple(notes))
@@ -171,9 +227,11 @@ def solve_effort(problem: AllocationProblem, time_limit_s: float) -> Outcome:
     bound = relax.bound
     pair_flow: np.ndarray | None = None
     method = "lp_rounding"
-    if relax.status in ("optimal", "stopped"):
+    if relax.status in ("optimal", "stopped", "relaxed"):
         t0 = time.perf_counter()
-        pair_flow, more, infeasible = round_relaxation(problem, integral, relax, deadline)
+        pair_flow, more, infeasible = round_relaxation(
+            problem, integral, relax, deadline, broken,
+            residual_s=max(1.0, RESIDUAL_SHARE * time_limit_s))
         notes += more
         notes[-1] += f" ({time.perf_counter() - t0:.2f} s)"
         if infeasible:
@@ -182,8 +240,9 @@ def solve_effort(problem: AllocationProblem, time_limit_s: float) -> Outcome:
     if pair_flow is not None:
         t0 = time.perf_counter()
         before = penalized_value(problem, pair_flow, penalty)
-        pair_flow, moves = improve_by_classes(problem, pair_flow, penalty, deadline,
-                                              allowed=relax.useful)
+        pair_flow, moves = improve_by_classes(
+            problem, pair_flow, penalty, min(deadline, started + IMPROVE_SHARE * time_limit_s),
+            allowed=_near_best(problem, relax))
         notes.append(f"effort-class flows: {moves} improving move(s), "
                      f"{penalized_value(problem, pair_flow, penalty) - before:+.6g} "
                      f"({time.perf_counter() - t0:.2f} s)")

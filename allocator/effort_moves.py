@@ -29,6 +29,8 @@ from allocator.flow import network_spec, solve_network
 from allocator.problem import AllocationProblem
 from allocator.verify import verify
 
+LARGE_CLASS_PAIRS = 300_000
+
 
 def effort_load(problem: AllocationProblem, pair_flow: np.ndarray) -> np.ndarray:
     """Per partner, the effort units of the chosen pairs."""
@@ -133,26 +135,41 @@ def reoptimize_class(problem: AllocationProblem, pair_flow: np.ndarray, effort: 
 
 def improve_by_classes(problem: AllocationProblem, pair_flow: np.ndarray, penalty: float,
                        deadline: float, allowed: np.ndarray | None = None,
-                       sweeps: int = 3) -> tuple[np.ndarray, int]:
+                       sweeps: int = 4) -> tuple[np.ndarray, int]:
     """Sweep :func:`reoptimize_class` over the effort classes while it gains.
 
-    Returns the best allocation and how many class moves improved it.
+    A class is re-solved only when another class moved since its last flow (its
+    optimum cannot have changed otherwise); a class with more than
+    :data:`LARGE_CLASS_PAIRS` usable pairs, a costly flow, only once.  Returns the
+    best allocation and how many class moves improved it.
     """
     lead_effort, classes = effort_classes(problem)
     best, value, gains = pair_flow, penalized_value(problem, pair_flow, penalty), 0
+    dirty = {float(e): True for e in classes}
+    runs = {float(e): 0 for e in classes}
+    usable = lead_effort[problem.pair_lead]
+    if allowed is not None:
+        usable = np.where(allowed | pair_flow, usable, np.nan)
+    most = {float(e): 1 if np.count_nonzero(usable == e) > LARGE_CLASS_PAIRS else sweeps
+            for e in classes}
     for _ in range(sweeps):
-        gained = False
         # The small classes first: they cost little and open room for the large one.
-        for effort in classes[::-1]:
+        for effort in (float(e) for e in classes[::-1]):
+            if not dirty[effort] or runs[effort] >= most[effort]:
+                continue
             if time.perf_counter() > deadline:
                 return best, gains
-            new = reoptimize_class(problem, best, float(effort), lead_effort, allowed)
+            runs[effort] += 1
+            dirty[effort] = False
+            new = reoptimize_class(problem, best, effort, lead_effort, allowed)
             if new is None:
                 continue
             new_value = penalized_value(problem, new, penalty)
             if new_value > value + 1e-12 * max(abs(value), 1.0):
-                best, value, gains, gained = new, new_value, gains + 1, True
-        if not gained:
+                best, value, gains = new, new_value, gains + 1
+                for other in dirty:
+                    dirty[other] = other != effort
+        if not any(dirty.values()):
             break
     return best, gains
 

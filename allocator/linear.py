@@ -52,6 +52,11 @@ class LinearModel:
     effort_scale: float = 1.0
 
 
+def effort_scale(effort: np.ndarray, capacity: np.ndarray) -> float:
+    """Smallest power of ten that makes every effort an integer, else 10 000."""
+    return _effort_scale(effort, capacity)
+
+
 def _effort_scale(effort: np.ndarray, capacity: np.ndarray) -> float:
     """Smallest power of ten that makes every effort an integer, else 10 000."""
     for k in (1.0, 10.0, 100.0, 1000.0, 10000.0):

@@ -27,6 +27,7 @@ from allocator.linear import as_integral, fix_columns, linear_model, solve_mip
 from allocator.policy import Quota, TierRule
 from allocator.problem import AllocationProblem
 from allocator.solve import solve
+from allocator.transport import _longest_paths, lead_effort, transport_relaxation, violated_rows
 from allocator.verify import verify
 from tests.allocator.core_instances import random_problem, tiny
 
@@ -59,10 +60,13 @@ def channel_round(seed: int, n_leads: int, n_partners: int, *, density: float = 
     capacity = np.maximum(2.0, np.round(rng.lognormal(2.5, 0.9, n_partners)))
     capacity *= 0.8 * n_leads / capacity.sum()
     capacity = np.maximum(np.round(capacity), 2.0)
-    # Tiers dealt round the partners by capacity, so every tier holds about a quarter of it.
-    names = np.array(["platinum", "gold", "silver", "bronze"], dtype=object)
+    # Largest partner first to the tier with the least capacity: about a quarter each.
+    names = ["platinum", "gold", "silver", "bronze"]
     tiers = np.empty(n_partners, dtype=object)
-    tiers[np.argsort(-capacity, kind="stable")] = names[np.arange(n_partners) % 4]
+    held = np.zeros(4)
+    for j in np.argsort(-capacity, kind="stable"):
+        k = int(np.argmin(held))
+        tiers[j], held[k] = names[k], held[k] + capacity[j]
     intent = rng.choice(["high", "medium", "low", ""], n_leads).astype(object)
     n = n_leads
     mpp = max_count(0.1, n)
@@ -79,11 +83,15 @@ def channel_round(seed: int, n_leads: int, n_partners: int, *, density: float = 
         floor_mode="soft" if soft else "hard")
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6), m=st.integers(1, 3),
-       quotas=st.booleans())
-def test_small_effort_rounds_match_brute_force(seed: int, n: int, m: int, quotas: bool) -> None:
+       quotas=st.booleans(), per_lead=st.booleans())
+def test_small_effort_rounds_match_brute_force(seed: int, n: int, m: int, quotas: bool,
+                                               per_lead: bool) -> None:
     problem = random_problem(seed, n, m, effort=True, quotas=quotas)
+    if per_lead:  # the leads' own efforts: the transportation-flow relaxation applies
+        own = np.random.default_rng(seed).choice([0.5, 1.0, 1.5, 2.0], n)
+        problem = replace(problem, pair_effort=own[problem.pair_lead])
     expected = brute_force(problem)
     if expected is None:
         with pytest.raises(InfeasiblePolicyError):
@@ -257,3 +265,48 @@ def test_solve_falls_back_to_the_repair_when_the_lp_has_no_time(
                             problem.pair_partner[np.maximum(outcome.lead_pair, 0)], -1)
     assert verify(problem, lead_partner).ok
     assert outcome.penalized_bound >= outcome.objective - 1e-9
+
+
+def test_transportation_flow_is_the_lp_when_no_count_row_binds() -> None:
+    problem = replace(channel_round(6, 1500, 40), floor=np.zeros(40, dtype=np.int64), tiers=(),
+                      quotas=(), max_per_partner=None)
+    model = linear_model(problem, network_spec(problem))
+    flow = transport_relaxation(problem, model, time.perf_counter() + 20)
+    lp = solve_relaxation(problem, model, time.perf_counter() + 20)
+    # "stopped": values feasible and the bound proven, equal up to the flow's integer costs.
+    assert flow is not None and flow.status in ("optimal", "stopped") and lp.status == "optimal"
+    assert flow.objective == pytest.approx(lp.objective, rel=1e-6)
+    assert flow.bound == pytest.approx(lp.bound, rel=1e-6)
+    assert flow.bound >= flow.objective - 1e-9
+    assert flow.duals is not None and np.all(flow.duals[model.rows["effort"]] >= 0)
+
+
+def test_transportation_flow_bound_holds_with_binding_rules() -> None:
+    problem = channel_round(7, 1500, 40, floor=3)
+    model = linear_model(problem, network_spec(problem))
+    flow = transport_relaxation(problem, model, time.perf_counter() + 20)
+    lp = solve_relaxation(problem, model, time.perf_counter() + 20)
+    assert flow is not None and lp.status == "optimal"
+    assert flow.bound >= lp.objective - 1e-7  # a bound on the LP, hence on every allocation
+    if flow.status == "relaxed":
+        assert violated_rows(model, flow.values).size > 0
+
+
+def test_per_pair_efforts_take_the_column_generation_path() -> None:
+    problem = channel_round(9, 800, 30)
+    assert lead_effort(problem) is not None
+    mixed = problem.pair_effort.copy()  # type: ignore[union-attr]
+    mixed[::7] += 1.0
+    problem = replace(problem, pair_effort=mixed)
+    assert lead_effort(problem) is None
+    alloc = solve(problem, time_limit_s=20)
+    assert alloc.verification.ok and alloc.objective <= alloc.bound + 1e-9
+    assert any("column generation" in n for n in alloc.notes)
+    assert alloc.gap < 5e-3
+
+
+def test_longest_paths_find_the_smallest_prices_or_a_positive_cycle() -> None:
+    tail, head = np.array([0, 1, 2]), np.array([1, 2, 0])
+    dist = _longest_paths(3, tail, head, np.array([2, -1, -1]), np.zeros(3, dtype=np.int64))
+    assert dist is not None and dist.tolist() == [0, 2, 1]
+    assert _longest_paths(3, tail, head, np.array([2, -1, 0]), np.zeros(3, np.int64)) is None
