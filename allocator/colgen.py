@@ -227,14 +227,19 @@ class Relaxation:
 
 
 def _initial_columns(problem: AllocationProblem, ev: BoundEvaluator, model: LinearModel,
-                     deadline: float) -> np.ndarray:
+                     deadline: float, start: np.ndarray | None,
+                     ) -> tuple[np.ndarray, DualBound | None, np.ndarray | None]:
+    """First columns, and the bound at the duals that chose them (if any)."""
     if problem.n_pairs <= FULL_LP_PAIRS:
-        return np.arange(problem.n_pairs)
-    lam = capacity_prices(problem, ev.leads, deadline=deadline)
-    duals = np.zeros(model.A.shape[0])
-    if "effort" in model.rows:
-        duals[model.rows["effort"]] = lam
-    q = ev(duals).q
+        return np.arange(problem.n_pairs), None, None
+    if start is None:
+        duals = np.zeros(model.A.shape[0])
+        if "effort" in model.rows:
+            duals[model.rows["effort"]] = capacity_prices(problem, ev.leads, deadline=deadline)
+    else:
+        duals = start
+    db = ev(duals)
+    q = db.q
     best = ev.leads.max(q)
     smax = float(np.max(np.abs(problem.pair_score))) or 1.0
     keep = (q >= best[problem.pair_lead] - _MARGIN * smax) & (ev.leads.rank(-q) < _PER_LEAD)
@@ -247,7 +252,7 @@ def _initial_columns(problem: AllocationProblem, ev: BoundEvaluator, model: Line
         rank = np.empty(order.size, dtype=np.int64)
         rank[order] = np.arange(order.size) - starts[part]
         keep |= rank < floor[problem.pair_partner]
-    return np.flatnonzero(keep)
+    return np.flatnonzero(keep), db, duals
 
 
 class _Restricted:
@@ -291,11 +296,6 @@ class _Restricted:
         self.h.setOptionValue("output_flag", False)
         self.h.passModel(lp)
         self.extra: list[np.ndarray] = []
-
-    @property
-    def pair_columns(self) -> np.ndarray:
-        """Model column of every HiGHS column that is a pair or non-pair column (no elastic)."""
-        return np.r_[self.cols, *self.extra] if self.extra else self.cols
 
     def add(self, new: np.ndarray, primal: bool) -> None:
         sub = self.a[:, new].tocsc()
@@ -344,8 +344,8 @@ def _glop(model: LinearModel, ev: BoundEvaluator, deadline: float, started: floa
                       1, model.n_pairs, time.perf_counter() - started)
 
 
-def solve_relaxation(problem: AllocationProblem, model: LinearModel,
-                     deadline: float) -> Relaxation:
+def solve_relaxation(problem: AllocationProblem, model: LinearModel, deadline: float,
+                     start_duals: np.ndarray | None = None) -> Relaxation:
     """Solve the LP relaxation of ``model`` by column generation (module docstring).
 
     Parameters
@@ -355,6 +355,9 @@ def solve_relaxation(problem: AllocationProblem, model: LinearModel,
         From :func:`allocator.linear.linear_model` (continuous).
     deadline : float
         ``time.perf_counter()`` value by which to stop; the bound stays proven.
+    start_duals : ndarray, optional
+        Row duals to choose the first columns with (instead of price adjustment),
+        e.g. those of :mod:`allocator.transport`.
     """
     started = time.perf_counter()
     ev = BoundEvaluator(model, problem.pair_lead, problem.n_leads)
@@ -362,13 +365,17 @@ def solve_relaxation(problem: AllocationProblem, model: LinearModel,
     if hs is None:
         return _glop(model, ev, deadline, started)
     smax = float(np.max(np.abs(problem.pair_score))) if problem.n_pairs else 1.0
-    cols = _initial_columns(problem, ev, model, started + 0.1 * (deadline - started))
+    cols, priced, price_duals = _initial_columns(problem, ev, model,
+                                                 started + 0.1 * (deadline - started),
+                                                 start_duals)
     lp = _Restricted(hs, model, cols, penalty=10.0 * max(smax, 1e-12) + 2.0 * model.penalty)
     inside = np.zeros(problem.n_pairs, dtype=bool)
     inside[cols] = True
     # D at zero duals (each lead at its best score) bounds the round even without an LP.
     best: DualBound = ev(np.zeros(model.A.shape[0]))
     best_duals: np.ndarray | None = None
+    if priced is not None and priced.bound < best.bound:
+        best, best_duals = priced, price_duals
     last: tuple[np.ndarray, np.ndarray, float] | None = None
     status, rounds, escalations, last_elastic = "unsolved", 0, 0, 0.0
     while True:

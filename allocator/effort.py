@@ -1,27 +1,36 @@
-"""Effort-weighted capacity (a generalized assignment problem): LP, rounding, CP-SAT.
+"""Effort-weighted capacity (a generalized assignment problem): LP, rounding, exact moves.
 
 When leads cost a partner different workload, ``Σ effort × x ≤ capacity`` is a
 knapsack row per partner and the problem is NP-hard.  The method:
 
-1. **LP relaxation** of the whole round (:mod:`allocator.colgen`: HiGHS by
-   column generation).  Its dual bound ``D(y)`` is the proven upper bound, and
-   its row duals are the rule prices (the same solve serves both).
-2. **Rounding.**  In a basic optimal LP solution only a few leads are
-   fractional (at most about one per tight capacity row).  Leads the LP
-   assigns integrally are fixed; the fractional ones are solved exactly by
+1. **LP relaxation** of the whole round, which gives the proven upper bound
+   ``D(y)`` (:class:`allocator.colgen.BoundEvaluator`: weak duality, evaluated on
+   the true scores for the duals found) and the rule prices (its row duals; the
+   same solve serves both).  When every pair of a lead costs the lead's own
+   effort (the leads' ``effort`` column), the LP without the count rows is one
+   transportation flow (:mod:`allocator.transport`); otherwise, or when the
+   flow breaks count rows on a round small enough, HiGHS solves the LP by column
+   generation (:mod:`allocator.colgen`).
+2. **Rounding.**  In a basic LP solution only a few leads are fractional.  Leads
+   the LP assigns integrally are fixed; the fractional ones (and, per count row
+   the flow broke, the leads cheapest to move onto or off it) are solved by
    CP-SAT on the residual problem (residual capacities, floors, tier shares,
    quotas; :func:`allocator.linear.fix_columns`), hinted with the LP.  When the
    residual has no solution, the free set is widened with the fixed leads the
    LP is most indifferent about (smallest regret at the LP duals) among those
-   eligible for the partners involved, then more of them.
-3. **Last resort** (:func:`repair_allocation`): a min-cost flow in which each
-   partner takes only leads up to an effort threshold and at most
-   ``capacity / threshold`` of them, so every effort capacity holds while the
-   flow keeps floors, tier shares, the max share (and quotas, through
-   :func:`allocator.side.solve_with_quotas`) exactly; leftover capacity is then
-   filled greedily.  Floors and tier minimums are never dropped.
-4. **Small rounds** (at most :data:`SMALL_MIP_PAIRS` pairs): CP-SAT on the whole
-   0–1 model, hinted with the rounded solution, proves optimality.
+   eligible for the partners involved, then more of them (on small rounds, at
+   last the whole round: an infeasible answer there is a proof).
+3. **Exact moves.**  Leads of one effort class are interchangeable in capacity,
+   so with the rest fixed the best reassignment of a whole class is one
+   min-cost flow (:func:`allocator.effort_moves.improve_by_classes`); the
+   classes are swept while they gain.
+4. **Last resort** (:func:`allocator.effort_moves.repair_allocation`): a flow
+   in which each partner takes only leads up to an effort threshold and at most
+   ``capacity / threshold`` of them keeps floors, tier shares, the max share
+   and quotas exactly while no capacity can overflow.  Floors and tier
+   minimums are never dropped.
+5. **Small rounds** (at most :data:`SMALL_MIP_PAIRS` pairs): CP-SAT on the whole
+   0–1 model, hinted with the allocation, proves optimality.
 
 The status is "optimal" when the objective meets the bound within ``1e-9``
 (relative) or CP-SAT proves it, else "feasible" with the bound and the gap.
@@ -30,10 +39,11 @@ The status is "optimal" when the objective meets the bound within ``1e-9``
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from allocator.colgen import FULL_LP_PAIRS, LeadIndex, Relaxation, solve_relaxation
+from allocator.colgen import LeadIndex, Relaxation, solve_relaxation
 from allocator.effort_moves import improve_by_classes, penalized_value, repair_allocation
 from allocator.flow import network_spec
 from allocator.linear import LinearModel, as_integral, fix_columns, linear_model, solve_mip
@@ -42,6 +52,9 @@ from allocator.problem import AllocationProblem
 from allocator.transport import transport_relaxation, violated_rows
 
 SMALL_MIP_PAIRS = 2_000
+SEEDED_LP_PAIRS = 400_000
+RETRY_GAP = 1e-3
+BROKEN_ROWS_FOR_LP = 20
 RESIDUAL_SHARE = 0.05
 NEAR_BEST = 0.05
 IMPROVE_SHARE = 0.7
@@ -107,6 +120,10 @@ def _row_candidates(problem: AllocationProblem, model: LinearModel, values: np.n
         short = model.row_lo[r] - act[r]
         over = act[r] - model.row_hi[r]
         if short > 0:
+            # Its own leads (to trade costly ones for cheap ones) and the cheapest to add.
+            on = np.zeros(problem.n_pairs, dtype=bool)
+            on[on_pair[on_pair >= 0]] = True
+            out[problem.pair_lead[pairs[on[pairs]]]] = True
             leads = np.unique(problem.pair_lead[pairs])
             need = int(np.ceil(short))
         else:
@@ -121,8 +138,12 @@ def _row_candidates(problem: AllocationProblem, model: LinearModel, values: np.n
 
 def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: Relaxation,
                      deadline: float, broken: np.ndarray | None = None,
-                     residual_s: float = 2.0) -> tuple[np.ndarray | None, list[str], bool]:
+                     residual_s: float = 2.0, widen: bool = True,
+                     ) -> tuple[np.ndarray | None, list[str], bool]:
     """Fix the LP's integral leads and solve the rest exactly (module docstring, step 2).
+
+    With ``widen`` false only the first free set is tried (the caller has a better
+    relaxation to fall back on).
 
     Returns
     -------
@@ -153,6 +174,8 @@ def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: R
     stages = [0, max(200, 4 * n_free), max(2000, 20 * n_free)]
     if n_pairs <= SMALL_MIP_PAIRS:
         stages.append(problem.n_leads)  # small: the last stage is the whole round
+    if not widen:
+        stages = stages[:1]
     for extra in stages:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
@@ -194,61 +217,98 @@ def round_relaxation(problem: AllocationProblem, integral: LinearModel, relax: R
     return None, notes, False
 
 
+def _allocate(problem: AllocationProblem, model: LinearModel, integral: LinearModel,
+              relax: Relaxation, deadline: float, improve_until: float, residual_s: float,
+              notes: list[str], widen: bool = True) -> tuple[np.ndarray | None, bool]:
+    """Rounding then class flows from ``relax``; the allocation and whether CP-SAT proved
+    that none exists."""
+    broken = violated_rows(model, relax.values) if relax.status == "relaxed" else None
+    if broken is not None and not widen and broken.size > BROKEN_ROWS_FOR_LP:
+        notes.append(f"{broken.size} count rows broken by the flow: straight to the LP")
+        return None, False
+    t0 = time.perf_counter()
+    pair_flow, more, infeasible = round_relaxation(problem, integral, relax, deadline, broken,
+                                                   residual_s=residual_s, widen=widen)
+    notes += more
+    notes[-1] += f" ({time.perf_counter() - t0:.2f} s)"
+    if pair_flow is None:
+        return None, infeasible
+    t0 = time.perf_counter()
+    before = penalized_value(problem, pair_flow, integral.penalty)
+    pair_flow, moves = improve_by_classes(problem, pair_flow, integral.penalty,
+                                          min(deadline, improve_until),
+                                          allowed=_near_best(problem, relax))
+    notes.append(f"effort-class flows: {moves} improving move(s), "
+                 f"{penalized_value(problem, pair_flow, integral.penalty) - before:+.6g} "
+                 f"({time.perf_counter() - t0:.2f} s)")
+    return pair_flow, False
+
+
+def _gap(value: float, bound: float) -> float:
+    return (bound - value) / max(abs(bound), 1e-9)
+
+
 def solve_effort(problem: AllocationProblem, time_limit_s: float) -> Outcome:
     """Solve a round whose leads cost partners different effort (see module docstring)."""
     started = time.perf_counter()
     deadline = started + time_limit_s
-    model = linear_model(problem, network_spec(problem))
     lp_deadline = started + LP_SHARE * time_limit_s
+    improve_until = started + IMPROVE_SHARE * time_limit_s
+    residual_s = max(1.0, RESIDUAL_SHARE * time_limit_s)
+    model = linear_model(problem, network_spec(problem))
+    integral = as_integral(model, problem)
+    penalty = model.penalty
+    notes: list[str] = []
     relax = transport_relaxation(problem, model, lp_deadline)
-    if relax is None or (relax.status == "relaxed" and problem.n_pairs <= FULL_LP_PAIRS):
-        # Count rows the flow breaks have no duals there; a small round affords the whole LP.
-        relax = solve_relaxation(problem, model, lp_deadline)
-        notes = [f"effort-weighted capacity: LP relaxation by column generation "
-                 f"({relax.solver}, {relax.rounds} round(s), {relax.columns} of "
-                 f"{problem.n_pairs} pairs, {relax.seconds:.2f} s): {relax.status}"]
-    else:
-        notes = [f"effort-weighted capacity: LP relaxation as one transportation flow "
-                 f"(efforts are the leads' own; {relax.seconds:.2f} s), duals from its "
-                 f"potentials: {relax.status}"]
-    broken = violated_rows(model, relax.values) if relax.status == "relaxed" else None
-    if relax.status == "infeasible":
-        return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "lp",
-                       lambda: zero_prices(problem, ""), notes=tuple(notes))
-    duals = relax.duals
+    pair_flow: np.ndarray | None = None
+    if relax is not None:
+        notes.append(f"effort-weighted capacity: LP relaxation without the count rows as one "
+                     f"transportation flow (efforts are the leads' own; {relax.seconds:.2f} s), "
+                     f"duals from its potentials: {relax.status}")
+        lp_next = relax.status == "relaxed" and problem.n_pairs <= SEEDED_LP_PAIRS
+        pair_flow, infeasible = _allocate(problem, model, integral, relax, deadline,
+                                          improve_until, residual_s, notes, widen=not lp_next)
+        if infeasible:
+            return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "cp_sat",
+                           lambda: zero_prices(problem, ""), notes=tuple(notes))
+    good = pair_flow is not None and _gap(penalized_value(problem, pair_flow, penalty),
+                                          relax.bound if relax else np.inf) <= RETRY_GAP
+    if relax is None or (relax.status == "relaxed" and not good
+                         and problem.n_pairs <= SEEDED_LP_PAIRS):
+        # Count rows the flow breaks carry no duals there: the LP, started from its duals.
+        lp = solve_relaxation(problem, model, lp_deadline,
+                              None if relax is None else relax.duals)
+        notes.append(f"LP relaxation by column generation ({lp.solver}, {lp.rounds} round(s), "
+                     f"{lp.columns} of {problem.n_pairs} pairs, {lp.seconds:.2f} s): "
+                     f"{lp.status}")
+        if lp.status == "infeasible":
+            return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "lp",
+                           lambda: zero_prices(problem, ""), notes=tuple(notes))
+        if relax is None or lp.status in ("optimal", "stopped"):
+            flow_bound = np.inf if relax is None else relax.bound
+            relax = replace(lp, bound=min(lp.bound, flow_bound))
+            if lp.status in ("optimal", "stopped"):
+                again, infeasible = _allocate(problem, model, integral, relax, deadline,
+                                              improve_until, residual_s, notes)
+                if infeasible:
+                    return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf,
+                                   "cp_sat", lambda: zero_prices(problem, ""),
+                                   notes=tuple(notes))
+                if again is not None and (pair_flow is None or penalized_value(
+                        problem, again, penalty) > penalized_value(problem, pair_flow, penalty)):
+                    pair_flow = again
+    assert relax is not None
+    duals, source = relax.duals, source_name(relax)
 
     def prices() -> Prices:
         if duals is None:
             return zero_prices(problem, "unavailable (LP relaxation not solved in time)")
-        return lp_prices(problem, model, duals, source_name(relax))
+        return lp_prices(problem, model, duals, source)
 
-    integral = as_integral(model, problem)
-    penalty = model.penalty
     bound = relax.bound
-    pair_flow: np.ndarray | None = None
     method = "lp_rounding"
-    if relax.status in ("optimal", "stopped", "relaxed"):
-        t0 = time.perf_counter()
-        pair_flow, more, infeasible = round_relaxation(
-            problem, integral, relax, deadline, broken,
-            residual_s=max(1.0, RESIDUAL_SHARE * time_limit_s))
-        notes += more
-        notes[-1] += f" ({time.perf_counter() - t0:.2f} s)"
-        if infeasible:
-            return Outcome("infeasible", np.full(problem.n_leads, -1), 0.0, np.inf, "cp_sat",
-                           lambda: zero_prices(problem, ""), notes=tuple(notes))
-    if pair_flow is not None:
-        t0 = time.perf_counter()
-        before = penalized_value(problem, pair_flow, penalty)
-        pair_flow, moves = improve_by_classes(
-            problem, pair_flow, penalty, min(deadline, started + IMPROVE_SHARE * time_limit_s),
-            allowed=_near_best(problem, relax))
-        notes.append(f"effort-class flows: {moves} improving move(s), "
-                     f"{penalized_value(problem, pair_flow, penalty) - before:+.6g} "
-                     f"({time.perf_counter() - t0:.2f} s)")
     if pair_flow is None:
-        remaining = max(deadline - time.perf_counter(), 1.0)
-        pair_flow = repair_allocation(problem, remaining)
+        pair_flow = repair_allocation(problem, max(deadline - time.perf_counter(), 1.0))
         method = "flow_repair"
         notes.append("last resort: flow on effort-safe lead counts, then greedy fill: "
                      + ("found" if pair_flow is not None else "none found"))
@@ -269,9 +329,10 @@ def solve_effort(problem: AllocationProblem, time_limit_s: float) -> Outcome:
         mip = solve_mip(integral, problem.n_leads, remaining, hint)
         notes.append(f"CP-SAT on the whole round ({remaining:.1f} s limit): {mip.status}")
         if mip.status in ("optimal", "feasible"):
-            flow = mip.values[:problem.n_pairs] > 0.5
-            if penalized_value(problem, flow, penalty) >= value - 1e-12:
-                pair_flow, value, method = flow, penalized_value(problem, flow, penalty), "cp_sat"
+            found = mip.values[:problem.n_pairs] > 0.5
+            if penalized_value(problem, found, penalty) >= value - 1e-12:
+                pair_flow, value, method = found, penalized_value(problem, found, penalty), \
+                    "cp_sat"
             bound = min(bound, mip.bound)
             proven = proven or mip.status == "optimal"
     bound = max(bound, value) if proven else bound

@@ -5,9 +5,10 @@ leads cost 2, 3 or 5 effort units), scores it with the pipeline's heuristic and
 builds the round under the default policy (floors 2, tier minimum shares, the
 gold/high-intent quota), then solves it twice with the same time limit:
 
-* **ours**: ``allocator.solve.solve`` (LP relaxation by column generation with
-  HiGHS, rounding, CP-SAT on the residual, effort-class flows; prices from the
-  same LP, independent verification);
+* **ours**: ``allocator.solve.solve`` (LP relaxation: one transportation flow
+  here, the leads' own efforts, or HiGHS by column generation; rounding with
+  CP-SAT on the residual; effort-class flows; prices from the same relaxation;
+  independent verification);
 * **baseline**: CP-SAT alone on the whole 0–1 model (the previous method's
   core: ``allocator.linear.solve_mip``, 2 workers, hinted with nothing).
 
