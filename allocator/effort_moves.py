@@ -7,8 +7,9 @@ them, and floors, tier shares and the max share become counts shifted by the
 fixed leads.  That is a min-cost flow (:func:`allocator.flow.solve_network`),
 solved exactly: the best reassignment of the whole class, chains of moves
 through ties included, in one flow.  Sweeping the classes in turn is a block
-coordinate ascent that never loses value; a move that breaks a quota (the flow
-does not hold quotas) is discarded.
+coordinate ascent that never loses value.  The flow does not hold quotas: a
+quota at its maximum gets no new pair, one at its minimum loses none, and a
+move that still breaks one is discarded.
 
 :func:`repair_allocation` is the last resort of :mod:`allocator.effort`: each
 partner takes only leads up to an effort threshold and at most
@@ -77,6 +78,26 @@ def _quotas_hold(problem: AllocationProblem, pair_flow: np.ndarray) -> bool:
     return bool(np.all(count >= lo) and np.all((hi < 0) | (count <= hi)))
 
 
+def _quota_guard(problem: AllocationProblem, pair_flow: np.ndarray,
+                 in_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs the class may not use, and chosen pairs to keep, so that quotas at their limit
+    stay met: no new pair of a group at its maximum, no chosen pair of a group at its minimum
+    leaves (the flow itself does not hold quotas)."""
+    _, lo, hi, group = quota_groups(problem)
+    forbid = np.zeros(problem.n_pairs, dtype=bool)
+    keep = np.zeros(problem.n_pairs, dtype=bool)
+    if not lo.size:
+        return forbid, keep
+    count = np.bincount(group[pair_flow & (group >= 0)], minlength=lo.shape[0])
+    at_max = (hi >= 0) & (count >= hi)
+    at_min = (lo > 0) & (count <= lo)
+    grouped = group >= 0
+    g = np.maximum(group, 0)
+    forbid = grouped & at_max[g] & in_class & ~pair_flow
+    keep = grouped & at_min[g] & in_class & pair_flow
+    return forbid, keep
+
+
 def reoptimize_class(problem: AllocationProblem, pair_flow: np.ndarray, effort: float,
                      lead_effort: np.ndarray, allowed: np.ndarray | None = None,
                      ) -> np.ndarray | None:
@@ -101,7 +122,13 @@ def reoptimize_class(problem: AllocationProblem, pair_flow: np.ndarray, effort: 
     assert problem.pair_effort is not None
     pl, pp, m = problem.pair_lead, problem.pair_partner, problem.n_partners
     in_class = lead_effort[pl] == effort
-    pairs = np.flatnonzero(in_class if allowed is None else in_class & (allowed | pair_flow))
+    forbid, keep = _quota_guard(problem, pair_flow, in_class)
+    if keep.any():  # leads of a group at its minimum stay where they are
+        kept_lead = np.zeros(problem.n_leads, dtype=bool)
+        kept_lead[pl[keep]] = True
+        in_class &= ~kept_lead[pl]
+    usable = in_class & ~forbid
+    pairs = np.flatnonzero(usable if allowed is None else usable & (allowed | pair_flow))
     fixed = pair_flow & ~in_class
     load = effort_load(problem, fixed)
     count = np.bincount(pp[fixed], minlength=m)

@@ -310,3 +310,24 @@ def test_longest_paths_find_the_smallest_prices_or_a_positive_cycle() -> None:
     dist = _longest_paths(3, tail, head, np.array([2, -1, -1]), np.zeros(3, dtype=np.int64))
     assert dist is not None and dist.tolist() == [0, 2, 1]
     assert _longest_paths(3, tail, head, np.array([2, -1, 0]), np.zeros(3, np.int64)) is None
+
+
+def test_class_moves_keep_binding_quotas() -> None:
+    # A tight quota on both sides: class flows (which do not hold quotas) must not break it.
+    base = channel_round(14, 900, 30)
+    for quota in (Quota(tier="gold", intent="high", max_share=0.15),
+                  Quota(tier="bronze", intent="high", min_share=0.3)):
+        problem = replace(base, quotas=(quota,))
+        alloc = solve(problem, time_limit_s=20)
+        assert alloc.verification.ok, alloc.verification.violations
+        assert alloc.objective <= alloc.bound + 1e-9 and alloc.gap < 1e-2
+        assert any(r.rule.startswith("quota") and r.binding for r in alloc.rules)
+        lead_effort, classes = effort_classes(problem)
+        start = np.zeros(problem.n_pairs, dtype=bool)
+        start[alloc.lead_pair[alloc.lead_pair >= 0]] = True
+        # The largest class still moves (guarded), and what it returns keeps the quota.
+        moved = reoptimize_class(problem, start, float(classes[0]), lead_effort)
+        assert moved is not None
+        lead_partner = np.full(problem.n_leads, -1)
+        lead_partner[problem.pair_lead[moved]] = problem.pair_partner[moved]
+        assert verify(problem, lead_partner).ok
