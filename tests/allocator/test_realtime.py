@@ -324,7 +324,8 @@ def test_every_decision_is_the_best_partner_with_room(
         d = r.route(lead)
         adj = {j: s - r.price[j] for j, s in lead.items() if room_before[j] >= 1}
         if d.partner is None:
-            assert not adj or max(adj.values()) <= 0
+            # held: no partner with room is worth more than its price (to float noise)
+            assert not adj or max(adj.values()) <= 1e-12
         else:
             assert room_before[d.partner] >= 1
             assert d.adjusted_value is not None and d.adjusted_value > 0
