@@ -17,9 +17,9 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from allocator.errors import InputError
+from allocator.policy import Policy
 from service.cli.common import emit_json, err_console, handle_errors, out_console
-from service.cli.inputs import load_all, load_policy_or_problems, promoted_model
+from service.cli.inputs import Loaders, load_round_inputs, pairs_after, promoted_model
 from service.pipeline import RoundResult, run_round, write_round
 
 PartnersOpt = Annotated[Path, typer.Option("--partners", help="partners.csv or .parquet")]
@@ -95,19 +95,14 @@ def allocate(
     from service.contract import load_leads, load_partners
 
     show = _progress(True)
-    pol, policy_problems = load_policy_or_problems(policy)
-    loaders: list[tuple[str, Callable[[], Any]]] = [
-        ("partners", lambda: load_partners(partners, pol)),
-        ("leads", lambda: load_leads(leads)),
-    ]
-    if model is not None:
-        loaders.append(("model", lambda: promoted_model(model)))
-    try:
-        frames = load_all(loaders)
-    except InputError as exc:
-        raise InputError([*policy_problems, *exc.problems]) from None
-    if pol is None:
-        raise InputError(policy_problems)
+    def files(pol: Policy | None) -> Loaders:
+        loaders: Loaders = [("partners", lambda: load_partners(partners, pol)),
+                            ("leads", lambda: load_leads(leads))]
+        if model is not None:
+            loaders.append(("model", lambda: promoted_model(model)))
+        return loaders
+
+    pol, frames = load_round_inputs(policy, files)
     result = run_round(frames["partners"], frames["leads"], pol, scorer=frames.get("model"),
                        time_limit_s=time_limit, progress=show)
     paths = write_round(result, out)
@@ -128,26 +123,18 @@ def solve(
     time_limit: TimeOpt = None,
 ) -> None:
     """The same optimizer on scores you bring: every listed pair is eligible."""
-    from service.contract import load_leads, load_pairs, load_partners
+    from service.contract import load_leads, load_partners
 
     show = _progress(True)
-    pol, policy_problems = load_policy_or_problems(policy)
-    loaders: list[tuple[str, Callable[[], Any]]] = [
-        ("partners", lambda: load_partners(partners, pol))]
-    if leads is not None:
-        loaders.append(("leads", lambda: load_leads(leads)))
-    try:
-        frames = load_all(loaders)
-    except InputError as exc:
-        raise InputError([*policy_problems, *exc.problems]) from None
+    def files(pol: Policy | None) -> Loaders:
+        loaders: Loaders = [("partners", lambda: load_partners(partners, pol))]
+        if leads is not None:
+            loaders.append(("leads", lambda: load_leads(leads)))
+        return loaders
+
+    pol, frames = load_round_inputs(policy, files, pairs_after(pairs))
     lead_frame: pd.DataFrame | None = frames.get("leads")
-    try:
-        pair_frame = load_all([("pairs", lambda: load_pairs(
-            pairs, partners=frames["partners"], leads=lead_frame))])["pairs"]
-    except InputError as exc:
-        raise InputError([*policy_problems, *exc.problems]) from None
-    if pol is None:
-        raise InputError(policy_problems)
+    pair_frame = frames["pairs"]
     result = run_round(frames["partners"], lead_frame, pol, pairs=pair_frame,
                        time_limit_s=time_limit, progress=show)
     paths = write_round(result, out)

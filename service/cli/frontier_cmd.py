@@ -11,9 +11,8 @@ row per point, with its status: infeasible points are kept) and
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -21,8 +20,9 @@ from rich.table import Table
 
 from allocator.errors import InputError, InputProblem
 from allocator.frontier import DEFAULT_ALPHAS, Frontier, compute_frontier
+from allocator.policy import Policy
 from service.cli.common import emit_json, err_console, handle_errors, out_console
-from service.cli.inputs import load_all, load_policy_or_problems, promoted_model
+from service.cli.inputs import Loaders, load_round_inputs, pairs_after, promoted_model
 
 FRONTIER_CSV = "frontier.csv"
 FRONTIER_PNG = "frontier.png"
@@ -108,7 +108,7 @@ def frontier(
 ) -> None:
     """The fairness-versus-yield frontier: frontier.csv and frontier.png."""
     from allocator.build import build_problem
-    from service.contract import load_leads, load_pairs, load_partners
+    from service.contract import load_leads, load_partners
     from service.pipeline import json_ready, score_round
     from service.report.plots import plot_frontier
 
@@ -117,22 +117,16 @@ def frontier(
         raise InputError([InputProblem("--leads", None, "--leads", None,
                                        "give --leads (scored by the model or the heuristic "
                                        "prior) or --pairs (scores you bring)")])
-    pol, policy_problems = load_policy_or_problems(policy)
-    loaders: list[tuple[str, Callable[[], Any]]] = [
-        ("partners", lambda: load_partners(partners, pol))]
-    if leads is not None:
-        loaders.append(("leads", lambda: load_leads(leads)))
-    if model is not None and pairs is None:
-        loaders.append(("model", lambda: promoted_model(model)))
-    try:
-        frames = load_all(loaders)
-        if pairs is not None:
-            frames.update(load_all([("pairs", lambda: load_pairs(
-                pairs, partners=frames["partners"], leads=frames.get("leads")))]))
-    except InputError as exc:
-        raise InputError([*policy_problems, *exc.problems]) from None
-    if pol is None:
-        raise InputError(policy_problems)
+    def files(pol: Policy | None) -> Loaders:
+        loaders: Loaders = [("partners", lambda: load_partners(partners, pol))]
+        if leads is not None:
+            loaders.append(("leads", lambda: load_leads(leads)))
+        if model is not None and pairs is None:
+            loaders.append(("model", lambda: promoted_model(model)))
+        return loaders
+
+    pol, frames = load_round_inputs(policy, files,
+                                    None if pairs is None else pairs_after(pairs))
 
     scored = score_round(frames["partners"], frames.get("leads"), pol,
                          scorer=frames.get("model"), pairs=frames.get("pairs"),
