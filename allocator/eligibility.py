@@ -354,28 +354,48 @@ def _group_lists(r: _Rules, lead_pos: np.ndarray) -> tuple[np.ndarray, ...]:
             np.array(n_certified, dtype=np.int64))
 
 
+def gate_reason(score: float, gate: float | None) -> str:
+    """Why a lead is held back by the qualification gate, in words (``score`` NaN: missing)."""
+    return _gate_words(score, gate)
+
+
+def no_partner_reason(policy: Policy, region: Any, country: Any, product: Any,
+                      n_territory: int, n_certified: int) -> str:
+    """Why a qualified lead has no eligible partner, in words.
+
+    Parameters
+    ----------
+    policy : Policy
+    region, country, product : str or NaN
+        The lead's values.
+    n_territory : int
+        Active partners covering the lead's territory (all active ones without territory rule).
+    n_certified : int
+        Those of them holding the lead's certification (when the policy asks for it).
+    """
+    where = _territory_words(region, country) if policy.match_region else ""
+    if n_territory == 0:
+        text = f"no active partner covers {where}" if where else "no active partner"
+    else:
+        covered = (_plural(n_territory, "partner covers", "partners cover") + f" {where}"
+                   if where else _plural(n_territory, "active partner", "active partners"))
+        needs_cert = policy.require_certification and isinstance(product, str)
+        if n_certified == 0:
+            text = f"{covered}, none holds certification '{product}'"
+        elif needs_cert and n_certified < n_territory:
+            text = (f"{covered} and {n_certified} of them hold certification '{product}'; "
+                    "all of those rejected this lead before")
+        else:
+            text = f"{covered}, all of which rejected this lead before"
+    return f"no eligible partner: {text}"
+
+
 def _no_partner_reasons(r: _Rules, leads: np.ndarray, n_territory: np.ndarray,
                         n_certified: np.ndarray) -> list[str]:
-    out = []
-    for region, country, product, nt, nc in zip(
-            _values(r.region, leads), _values(r.country, leads), _values(r.product, leads),
-            n_territory.tolist(), n_certified.tolist(), strict=True):
-        where = _territory_words(region, country) if r.policy.match_region else ""
-        if nt == 0:
-            text = f"no active partner covers {where}" if where else "no active partner"
-        else:
-            covered = (_plural(nt, "partner covers", "partners cover") + f" {where}" if where
-                       else _plural(nt, "active partner", "active partners"))
-            needs_cert = r.policy.require_certification and isinstance(product, str)
-            if nc == 0:
-                text = f"{covered}, none holds certification '{product}'"
-            elif needs_cert and nc < nt:
-                text = (f"{covered} and {nc} of them hold certification '{product}'; "
-                        "all of those rejected this lead before")
-            else:
-                text = f"{covered}, all of which rejected this lead before"
-        out.append(f"no eligible partner: {text}")
-    return out
+    return [no_partner_reason(r.policy, region, country, product, nt, nc)
+            for region, country, product, nt, nc in zip(
+                _values(r.region, leads), _values(r.country, leads), _values(r.product, leads),
+                n_territory.tolist(), n_certified.tolist(), strict=True)]
 
 
 def _owner_notes(r: _Rules, leads: np.ndarray, owned: np.ndarray,

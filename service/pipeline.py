@@ -237,6 +237,41 @@ def _check_probabilities(p: np.ndarray, n_pairs: int, source: str) -> np.ndarray
     return p
 
 
+def pair_scores(partners: pd.DataFrame, leads: pd.DataFrame, pairs: pd.DataFrame,
+                policy: Policy, scorer: Scorer | Any | None = None
+                ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Probability and value of eligible pairs, and where the scores came from.
+
+    Parameters
+    ----------
+    partners, leads : DataFrame
+        Data-contract frames.
+    pairs : DataFrame
+        ``lead_id``, ``partner_id``, ``lead_index``, ``partner_index`` (eligible pairs).
+    policy : Policy
+    scorer : TrainedModel or callable, optional
+        ``None``: the heuristic prior (:func:`heuristic_probability`).
+
+    Returns
+    -------
+    probability, values : ndarray of float64
+    source : str
+
+    Raises
+    ------
+    InputError
+        Features a model needs that are missing.
+    ValueError
+        A scorer that gives the wrong number of scores or scores that are not finite.
+    """
+    if scorer is None:
+        probability, source = heuristic_probability(pairs, leads, partners), HEURISTIC_SOURCE
+    else:
+        probability, source = _model_probability(scorer, pairs, leads, partners)
+    probability = _check_probabilities(probability, len(pairs), source)
+    return probability, pair_values(probability, pairs, leads, policy), source
+
+
 # -- bring-your-own pairs ---------------------------------------------------------------------
 
 def _rows(problems: list[InputProblem], mask: np.ndarray, column: str, values: np.ndarray,
@@ -363,12 +398,7 @@ def score_round(partners: pd.DataFrame, leads: pd.DataFrame | None, policy: Poli
         elig = find_eligible_pairs(partners, leads, policy, rejected)
     with clock.stage("scores"):
         frame = elig.pairs
-        if scorer is None:
-            probability, source = heuristic_probability(frame, leads, partners), HEURISTIC_SOURCE
-        else:
-            probability, source = _model_probability(scorer, frame, leads, partners)
-        probability = _check_probabilities(probability, len(frame), source)
-        values = pair_values(probability, frame, leads, policy)
+        probability, values, source = pair_scores(partners, leads, frame, policy, scorer)
     held = elig.held_back[["lead_id", "rule", "reason"]]
     return ScoredRound(partners, leads, frame, probability, values, None, held, elig, source,
                        (), clock.timings)

@@ -33,11 +33,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from allocator.policy import Policy
 from allocator.realtime import PriorSample, RealtimeRouter, RouteDecision, choose
-from service.contract import validate_leads, validate_partners
+from service.contract import validate_partners
 from service.db import audit, outbox, room
 from service.db import partners as partners_repo
 from service.db.offers import LifecycleConflictError
-from service.db.records import leads_frame, partners_frame
+from service.db.records import partners_frame, stored_record
 from service.db.reroute import Actor
 from service.db.tables import (
     Assignment,
@@ -48,8 +48,9 @@ from service.db.tables import (
     RoundPartner,
     WebhookSubscription,
 )
+from service.lead_scoring import LeadScoring
 from service.lifecycle.states import accept_deadline
-from service.route_scoring import ScoredLead, ScoringBatcher, score_leads
+from service.route_scoring import ScoredLead, ScoringBatcher, typed_record
 
 #: Most leads of the round used as the router's prior sample (see ``RealtimeRouter``).
 PRIOR_LEADS = 3000
@@ -73,6 +74,8 @@ class RoutingContext:
     price_source: str
     key: tuple[Any, ...]
     lock: threading.Lock
+    #: The partner side of eligibility and scoring, done once (see :mod:`service.lead_scoring`).
+    scoring: LeadScoring | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def build_context(session: Session, scorer: Any, model_version: str | None, *,
     source = session.scalar(sa.select(RoundPartner.price_source)
                             .where(RoundPartner.round_id == round_id).limit(1)) or ""
     return RoutingContext(round_id, policy, partners, scorer, model_version, router, index,
-                          source, key, threading.Lock())
+                          source, key, threading.Lock(), LeadScoring(partners, policy, scorer))
 
 
 class RoutingCache:
@@ -265,9 +268,10 @@ def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
         raise LifecycleConflictError(f"Lead {lead.lead_id!r} already has a live assignment "
                                      f"({holder[0]}); it is not routed again.", [lead.lead_id])
     if scored is None:
-        frame = validate_leads(leads_frame([lead]), file="lead")
-        scored, = score_leads(ctx.partners, ctx.policy, ctx.scorer, frame,
-                              [room.declined_by(session, lead.lead_id)])
+        record = stored_record(lead)
+        scoring = ctx.scoring or LeadScoring(ctx.partners, ctx.policy, ctx.scorer)
+        scored, = scoring.score([typed_record(record)],
+                                [room.declined_by(session, lead.lead_id)], [record])
     if scored.held is not None:
         if store_lead is not None:
             store_lead()

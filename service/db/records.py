@@ -174,13 +174,15 @@ def leads_frame(leads: Sequence[Lead]) -> pd.DataFrame:
     """Stored leads as an (unvalidated) frame in the contract's columns, extras spread out."""
     if not leads:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LEAD_COLUMNS})
-    rows = []
-    for lead in leads:
-        row: dict[str, Any] = {c: getattr(lead, c) for c in LEAD_COLUMNS}
-        row["created_at"] = plain(lead.created_at)
-        row.update(lead.extras or {})
-        rows.append(row)
-    return pd.DataFrame.from_records(rows)
+    return pd.DataFrame.from_records([stored_record(lead) for lead in leads])
+
+
+def stored_record(lead: Lead) -> dict[str, Any]:
+    """A stored lead as one unvalidated row in the contract's columns, extras spread out."""
+    row: dict[str, Any] = {c: getattr(lead, c) for c in LEAD_COLUMNS}
+    row["created_at"] = plain(lead.created_at)
+    row.update(lead.extras or {})
+    return row
 
 
 # -- history ------------------------------------------------------------------------------

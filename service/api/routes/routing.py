@@ -24,8 +24,8 @@ from service.db.records import (
     changed_fields,
     lead_content,
     lead_values,
-    leads_frame,
     stored_lead_content,
+    stored_record,
 )
 from service.db.tables import Lead
 from service.routing import NoRoundError, RouteOutcome, route_lead
@@ -111,7 +111,7 @@ def route(body: RouteCreate, request: Request, session: SessionDep, settings: Se
             if found is None:
                 raise NotFoundError("lead", body.lead_id)
             lead = found
-            scored = routing.batcher.score(ctx, leads_frame([lead]).to_dict("records")[0],
+            scored = routing.batcher.score(ctx, stored_record(lead),
                                            room.declined_by(session, lead.lead_id))
         # SQLite has one writer: writers of this process queue here instead of sleeping in
         # SQLite's busy handler (PostgreSQL locks rows and needs no queue)
