@@ -62,6 +62,7 @@ from models.encoding import (
     as_text,
     classify_extra,
 )
+from models.funnel import STAGE_COLUMN
 from models.partner_rate import (
     EffectTable,
     RateStrengths,
@@ -97,6 +98,8 @@ LEAD_KNOWN = (
     "account_owner_partner_id", *NOT_FEATURES,
 )
 RATE_FEATURES = ("partner_rate", "partner_history_log")
+FUNNEL_NOTE = ("funnel stage: an outcome, never a feature; the partner effects are fitted on "
+               "the stages reached")
 EFFECT_FEATURES = ("partner_effect", "partner_vertical_effect")
 # Fixed effects the partner effects are estimated beside (when the model has them).
 EFFECT_FIXED = ("qualification_score", "intent_level", "company_size_log", "vertical_match",
@@ -231,6 +234,7 @@ class FeatureBuilder:
         partners: pd.DataFrame | None = None,
         time: np.ndarray | None = None,
         target: str = "converted",
+        stage: np.ndarray | None = None,
     ) -> np.ndarray:
         """Learn the features from ``history`` and return its leak-free training matrix.
 
@@ -245,12 +249,17 @@ class FeatureBuilder:
             Row timestamps; the partner rate of a row then uses earlier rows only.
         target : str
             Name of the outcome column (recorded in the schema).
+        stage : ndarray of int, optional
+            Funnel stage level of each row (:func:`models.funnel.stage_levels`, the
+            column removed from ``history``): the partner effects are then fitted on
+            the stages reached (:mod:`models.mixed_effects`).
 
         Returns
         -------
         X : ndarray of shape (n_rows, n_features)
         """
         history = history.reset_index(drop=True)
+        self.funnel_ = stage is not None
         self._check_not_empty(history, partners)
         self.partner_aware_ = "partner_id" in history.columns
         if self.partner_aware_:
@@ -289,6 +298,10 @@ class FeatureBuilder:
             s = self.rate_strengths_
             self.effect_sds_ = (strength_to_sd(s.strengths[1], s.overall),
                                 strength_to_sd(s.strengths[2], s.overall))
+        if stage is not None:
+            dropped.append(DroppedColumn(STAGE_COLUMN, FUNNEL_NOTE if self.effects_ else
+                                         "funnel stage: an outcome, never a feature (unused: "
+                                         "the history names no partner and vertical)"))
         for col in history.columns:
             if col in NOT_FEATURES and col != "partner_id":
                 dropped.append(DroppedColumn(col, NOT_FEATURES[col]))
@@ -320,10 +333,11 @@ class FeatureBuilder:
             keys = self._rate_keys(history, partners)
             fixed = self._fit_fixed_scaler(X)
             pe, ce = leak_free_effects(keys[1], keys[2], fixed, y, *self.effect_sds_, time=time,
-                                       random_state=self.random_state)
+                                       random_state=self.random_state, stage=stage)
             X[:, self.schema_.features.index("partner_effect")] = pe
             X[:, self.schema_.features.index("partner_vertical_effect")] = ce
-            self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_)
+            self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_,
+                                             stage=stage)
         return X
 
     def _check_not_empty(self, history: pd.DataFrame, partners: pd.DataFrame | None) -> None:
@@ -548,9 +562,13 @@ class FeatureBuilder:
         return self.matrix(prepared, lead_index, partner_index)
 
     def refresh_rates(
-        self, history: pd.DataFrame, y: np.ndarray, partners: pd.DataFrame | None = None
+        self, history: pd.DataFrame, y: np.ndarray, partners: pd.DataFrame | None = None,
+        stage: np.ndarray | None = None,
     ) -> None:
-        """Recount the partner rates from a (larger) history, for scoring after evaluation."""
+        """Recount the partner rates and refit the effects on a (larger) history, for scoring.
+
+        ``stage`` as in :meth:`fit_transform` (the funnel stage of each row, if known).
+        """
         if not self.partner_aware_ or self.rate_strengths_ is None:
             return
         history = history.reset_index(drop=True)
@@ -558,7 +576,9 @@ class FeatureBuilder:
         self.rate_table_ = RateTable.from_history(keys, y, self.rate_strengths_)
         if self.effects_:
             fixed = self._fixed(self.transform_history(history, partners))
-            self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_)
+            self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_,
+                                             stage=stage if getattr(self, "funnel_", False)
+                                             else None)
 
     def _fit_fixed_scaler(self, X: np.ndarray) -> np.ndarray:
         """Learn how to standardize the fixed-effect columns; return them for ``X``."""

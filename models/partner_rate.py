@@ -29,6 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.funnel import WON
+from models.mixed_effects import MixedFit, fit_mixed, outcome_intervals
+
 MIN_STRENGTH = 1.0
 MAX_STRENGTH = 10_000.0
 LEVELS = ("tier", "partner", "partner_vertical")
@@ -225,8 +228,8 @@ class RateTable:
 # vertical; a penalized logistic regression estimates the partner effect and the
 # partner × vertical effect jointly with the fixed effects that explain part of them
 # (vertical listed, certification, tier, backlog, lead quality), so a cell is shrunk
-# toward what those predict.  An L2 penalty on a one-hot column is a normal prior on its
-# effect: a column scaled by ``s`` under ``LogisticRegression(C=1)`` has prior SD ``s``.
+# toward what those predict (the model and its solver: :mod:`models.mixed_effects`; with
+# the funnel stage it is fitted on every stage reached, not only on conversions).
 
 EFFECT_BLOCKS = 4
 
@@ -241,25 +244,13 @@ def strength_to_sd(strength: float, overall: float) -> float:
     return float(np.sqrt(1.0 / (mu * (1.0 - mu) * (strength + 1.0))))
 
 
-@dataclass(frozen=True, eq=False)
-class EffectTable:
-    """Fitted partner and partner × vertical log-odds effects (unknown keys: 0)."""
-
-    partner_keys: pd.Index
-    partner_effect: np.ndarray
-    cell_keys: pd.Index
-    cell_effect: np.ndarray
-
-    def lookup(self, partner: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Effect of each row's partner and of its partner × vertical cell."""
-        p = self.partner_keys.get_indexer(pd.Index(np.asarray(partner, dtype=object)))
-        c = self.cell_keys.get_indexer(pd.Index(np.asarray(cell, dtype=object)))
-        return (np.append(self.partner_effect, 0.0)[p], np.append(self.cell_effect, 0.0)[c])
+EffectTable = MixedFit
 
 
 def fit_effects(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, y: np.ndarray,
-                sd_partner: float, sd_cell: float) -> EffectTable:
-    """Penalized logistic fit of partner and cell effects beside fixed effects.
+                sd_partner: float, sd_cell: float,
+                stage: np.ndarray | None = None) -> EffectTable:
+    """Penalized fit of partner and cell effects beside fixed effects (a mixed-effects model).
 
     Parameters
     ----------
@@ -270,33 +261,20 @@ def fit_effects(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, y: np.
     y : ndarray of 0/1
     sd_partner, sd_cell : float
         Prior SDs of the effects (log-odds).
+    stage : ndarray of int, optional
+        Funnel stage level per row (:data:`models.funnel.STAGES`, ``-1`` unknown):
+        the effects are then fitted on the stages reached, not only on conversions
+        (:mod:`models.mixed_effects`).
     """
-    import scipy.sparse as sparse
-    from sklearn.linear_model import LogisticRegression
-
-    n = len(y)
-    p_codes, p_keys = pd.factorize(pd.Series(partner, dtype=object))
-    c_codes, c_keys = pd.factorize(pd.Series(cell, dtype=object))
-    rows = np.arange(n)
-    design = sparse.hstack([
-        sparse.csr_matrix(fixed),
-        sparse.csr_matrix((np.full(n, sd_partner), (rows, p_codes)), shape=(n, len(p_keys))),
-        sparse.csr_matrix((np.full(n, sd_cell), (rows, c_codes)), shape=(n, len(c_keys))),
-    ]).tocsr()
-    if np.unique(y).size < 2:
-        return EffectTable(pd.Index(p_keys, dtype=object), np.zeros(len(p_keys)),
-                           pd.Index(c_keys, dtype=object), np.zeros(len(c_keys)))
-    coef = LogisticRegression(C=1.0, max_iter=1000, tol=1e-5).fit(design, y).coef_.ravel()
-    k = fixed.shape[1]
-    return EffectTable(
-        pd.Index(p_keys, dtype=object), coef[k:k + len(p_keys)] * sd_partner,
-        pd.Index(c_keys, dtype=object), coef[k + len(p_keys):] * sd_cell)
+    lo, hi, n_levels = outcome_intervals(y, stage, WON)
+    return fit_mixed(partner, cell, fixed, lo, hi, n_levels, 1 if stage is None else WON,
+                     sd_partner, sd_cell)
 
 
 def leak_free_effects(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, y: np.ndarray,
                       sd_partner: float, sd_cell: float, time: np.ndarray | None = None,
-                      n_blocks: int = EFFECT_BLOCKS,
-                      random_state: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+                      n_blocks: int = EFFECT_BLOCKS, random_state: int | None = 0,
+                      stage: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Partner and cell effects of each training row, estimated without its outcome.
 
     With ``time``, rows are cut into ``n_blocks`` consecutive time blocks and
@@ -320,6 +298,6 @@ def leak_free_effects(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, 
         if not fit_rows.any() or not rows.any():
             continue
         table = fit_effects(partner[fit_rows], cell[fit_rows], fixed[fit_rows], y[fit_rows],
-                            sd_partner, sd_cell)
+                            sd_partner, sd_cell, None if stage is None else stage[fit_rows])
         pe[rows], ce[rows] = table.lookup(partner[rows], cell[rows])
     return pe, ce

@@ -65,6 +65,7 @@ from scipy.special import expit, ndtri
 
 from allocator.policy import DEFAULT_POLICY_TOML
 from models import simulate_world as world
+from models.funnel import STAGE_COLUMN, STAGES
 
 UNCOVERED_COUNTRIES = world.UNCOVERED_COUNTRIES
 TIERS = world.TIERS
@@ -74,7 +75,22 @@ INTERCEPT, B_QUALITY, B_SKILL, B_CERTIFIED, B_LOAD = -3.4, 0.8, 1.0, 0.4, 0.35
 TIER_EFFECT = {"platinum": 0.35, "gold": 0.2, "silver": 0.1, "bronze": 0.0}
 LOAD_CAP = 3.0
 PAIR_EFFECT_SD = 0.15
+# log-odds added to a pair's conversion logit for reaching contacted, qualified, opportunity
+FUNNEL_OFFSETS = (3.5, 2.2, 1.2)
 HISTORY_KEY_OFFSET = 1 << 40  # history leads' noise keys never meet the round's
+
+
+def funnel_stage(p: np.ndarray, draw: np.ndarray) -> np.ndarray:
+    """Level in :data:`models.funnel.STAGES` each worked lead reached (``won`` iff ``draw < p``).
+
+    Proportional odds: ``P(stage ≥ k) = σ(logit p + FUNNEL_OFFSETS[k])``, evaluated on
+    the same uniform ``draw`` that decides conversion, so the stage and ``converted``
+    always agree.
+    """
+    logit_p = np.log(p) - np.log1p(-p)
+    offsets = np.asarray((*FUNNEL_OFFSETS, 0.0))
+    reached = draw[:, None] < expit(logit_p[:, None] + offsets[None, :])
+    return np.asarray(reached.sum(axis=1), dtype=np.int64)
 
 
 def true_probability(quality: np.ndarray, skill: np.ndarray, certified: np.ndarray,
@@ -291,6 +307,8 @@ def simulate_channel(n_partners: int, n_leads: int, n_history: int, seed: int,
         p = _pair_probability(partners, lat, hist_i, hist_j)
         draw = np.random.default_rng(streams[3]).random(len(history))
         history["converted"] = (draw < p).astype(np.int64)
+        history[STAGE_COLUMN] = pd.Series(np.asarray(STAGES, dtype=object)[
+            funnel_stage(p, draw)], dtype=world._STR)
     truth = None
     if with_truth:
         say("truth")

@@ -43,6 +43,7 @@ from models.evaluate import (
     plot_reliability,
 )
 from models.features import FeatureBuilder
+from models.funnel import STAGE_COLUMN, STAGES, stage_levels
 from models.outcome import outcome_vector
 from models.registry import RELIABILITY, ModelRegistry
 from models.scoring import TrainedModel
@@ -267,11 +268,15 @@ def train_model(
     partners_hash = None if partners is None else fingerprint(partners)
     history, partners = _apply_exclude(history.drop(columns=[target]), partners, exclude, target)
     _check_size(y_all)
+    stage_all = stage_levels(history, y_all) if target != STAGE_COLUMN else None
+    if STAGE_COLUMN in history.columns:
+        history = history.drop(columns=[STAGE_COLUMN])
     time_col, times, split_rule = _time_order(history)
     if times is not None:
         order = np.argsort(times, kind="stable")
         history, y_all, times = history.iloc[order].reset_index(drop=True), y_all[order], \
             times[order]
+        stage_all = None if stage_all is None else stage_all[order]
         cut = len(y_all) - math.ceil(len(y_all) * holdout_fraction)
         train_rows, hold_rows = np.arange(cut), np.arange(cut, len(y_all))
     else:
@@ -288,7 +293,8 @@ def train_model(
     builder = FeatureBuilder(random_state=random_state)
     X_train = builder.fit_transform(train, y_train, partners,
                                     time=None if times is None else times[train_rows],
-                                    target=target)
+                                    target=target,
+                                    stage=None if stage_all is None else stage_all[train_rows])
     X_hold = builder.transform_history(hold, partners)
     categorical = [builder.schema_.features.index(c) for c in builder.schema_.categorical]
     split = "ordered" if times is not None else "stratified"
@@ -310,7 +316,7 @@ def train_model(
     other = "logistic" if chosen == "gbm" else "gbm"
     say(f"kept {chosen}: held-out log loss {scores[chosen]['log_loss']:.4f} "
         f"vs {scores[other]['log_loss']:.4f} for {other}")
-    builder.refresh_rates(history, y_all, partners)
+    builder.refresh_rates(history, y_all, partners, stage=stage_all)
     model = TrainedModel(builder, candidates[chosen])
 
     tiers = _group_column(hold, partners, "tier")
@@ -335,6 +341,9 @@ def train_model(
             "rows": len(y_all),
             "conversions": int(y_all.sum()),
             "target": target,
+            "funnel": None if stage_all is None else {
+                name: int((stage_all == level).sum()) for level, name in enumerate(STAGES)}
+            | {"blank": int((stage_all < 0).sum())},
             "excluded": [c for c in exclude if c],
             "time_column": time_col,
             "time_range": time_range,
