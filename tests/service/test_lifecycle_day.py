@@ -6,19 +6,22 @@ deadline and not a minute before, rejected and expired leads are re-offered to
 a partner that never declined them, accepted leads without contact are
 reclaimed 48 h after acceptance, leads out of re-routes go to the pool, the
 pool opens tier by tier every four hours, and two partners racing for one
-pooled lead (two app instances, real connections) leave exactly one winner.
+pooled lead (two app instances, real connections) leave exactly one winner;
+leads lost at the end keep in history the furthest funnel stage they reached.
 After every step: no lead is live with two partners, and the room each partner
 uses equals what it holds.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -171,6 +174,7 @@ def _run_day(svc: Service, db_url: str, folder: Path) -> None:
     _cascade(svc, "L2", T0 + 49 * H)
     _claim_race(svc, db_url, folder, "L3", T0 + 49 * H)
     _next_round_takes_the_pool(svc, "L2")
+    _lost_leads_keep_their_stage(svc, first["L0"])
 
 
 def _next_round_takes_the_pool(svc: Service, lead_id: str) -> None:
@@ -185,6 +189,18 @@ def _next_round_takes_the_pool(svc: Service, lead_id: str) -> None:
         entry = s.scalars(sa.select(PoolEntry).where(PoolEntry.lead_id == lead_id)).one()
         assert (entry.outcome, entry.closed_at) == ("reoffered", svc.clock.now())
     assert lead_id not in [p["lead_id"] for p in svc.get("/pool").json()["items"]]
+    _check(svc)
+
+
+def _lost_leads_keep_their_stage(svc: Service, l0_partner: str) -> None:
+    """L0 (contacted on day 1) and L3 (claimed from the pool) are lost: history keeps how far."""
+    for lead_id, pid in (("L0", l0_partner), ("L3", _holder(svc, "L3").partner_id)):
+        r = svc.post(f"/offers/{_holder(svc, lead_id).id}/disposition", svc.partner[pid],
+                     json={"disposition": "lost", "reason": "no_response"})
+        assert r.status_code == 200, r.json()
+    frame = pd.read_csv(io.StringIO(svc.get("/history/export").text))
+    assert {r.lead_id: (r.stage, r.converted) for r in frame.itertuples()} == {
+        "L0": ("contacted", 0), "L3": ("accepted", 0)}  # a claimed lead counts as accepted
     _check(svc)
 
 

@@ -164,6 +164,42 @@ def test_dispositions_skip_ahead_and_outcomes_become_history(db_url: str,
         assert pd.read_csv(out).equals(pd.read_csv(io.StringIO(csv)))
 
 
+def test_outcomes_carry_the_furthest_funnel_stage(db_url: str, tmp_path: Path) -> None:
+    with service(db_url, tmp_path) as svc:
+        won, qualified, accepted = svc.get("/offers", params={"limit": 1000}).json()["items"][:3]
+        steps = {won["id"]: ["contacted", "qualified", "opportunity", "won"],
+                 qualified["id"]: ["qualified", "lost"],  # skips 'contacted'
+                 accepted["id"]: ["lost"]}
+        svc.clock.set(T0 + 2 * H)
+        for offer in (won, qualified, accepted):
+            key = svc.partner[offer["partner_id"]]
+            assert svc.post(f"/offers/{offer['id']}/accept", key).status_code == 200
+            for disposition in steps[offer["id"]]:
+                svc.clock.advance(hours=1)
+                body = {"disposition": disposition,
+                        **({"reason": "no_budget"} if disposition == "lost" else {})}
+                r = svc.post(f"/offers/{offer['id']}/disposition", key, json=body)
+                assert r.status_code == 200, r.json()
+        ingested = {"lead_id": "H1", "partner_id": "P1", "region": "EU",
+                    "assigned_at": "2025-01-06T09:00:00Z", "converted": 1}
+        assert svc.post("/history", json={"history": [ingested]}).json()["created"] == 1
+
+        csv = svc.get("/history/export").text
+        frame = pd.read_csv(io.StringIO(csv))
+        columns = list(frame.columns)
+        assert columns[columns.index("converted") + 1] == "stage"
+        h1 = frame[frame["lead_id"] == "H1"]  # ingested without a stage: blank, not made up
+        assert h1["converted"].tolist() == [1] and h1["stage"].isna().all()
+        got = {r.lead_id: (r.stage, r.converted) for r in frame.itertuples() if r.lead_id != "H1"}
+        assert got == {won["lead_id"]: ("won", 1), qualified["lead_id"]: ("qualified", 0),
+                       accepted["lead_id"]: ("accepted", 0)}
+
+        out = tmp_path / "history.csv"
+        result = CliRunner().invoke(cli, ["export-history", "--db", db_url, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert out.read_text() == csv
+
+
 def test_partner_performance(db_url: str, tmp_path: Path) -> None:
     with service(db_url, tmp_path) as svc:
         pid, mine = _busiest(svc)

@@ -86,10 +86,14 @@ class CSVResponse(Response):
     "`fairlead train`",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                      "description": "history.csv: lead columns, partner_id, assigned_at, "
-                     "converted, extras"}},
+                     "converted, stage (blank when not known), extras"}},
 )
 def export_history(session: SessionDep) -> CSVResponse:
-    """Won leads are ``converted = 1``, lost ones ``0``; contact details are never exported."""
+    """Won leads are ``converted = 1``, lost ones ``0``; contact details are never exported.
+
+    ``stage`` is the furthest funnel stage a lifecycle outcome reached (``won``
+    when converted); an ingested row without one exports a blank stage.
+    """
     frame = history_export(outcomes.all_history(session))
     return CSVResponse(frame.to_csv(index=False),
                        headers={"Content-Disposition": 'attachment; filename="history.csv"'})
