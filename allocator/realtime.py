@@ -297,6 +297,17 @@ def dual_prices(
     return DualPrices(price, float(-res.fun), n, n_pairs, time.perf_counter() - t0)
 
 
+@dataclass(frozen=True, eq=False)
+class _RepriceState:
+    """A re-solve's inputs, copied from the router so the LP runs without its lock."""
+
+    sample: list[tuple[np.ndarray, np.ndarray, float]]
+    expected_remaining: float
+    remaining: np.ndarray
+    floor_owed: np.ndarray
+    price: np.ndarray
+
+
 class RealtimeRouter:
     """Routes leads one at a time between rounds; holds prices, room and floors owed.
 
@@ -386,6 +397,7 @@ class RealtimeRouter:
         self.reprices: list[DualPrices] = []
         self._sample: list[tuple[np.ndarray, np.ndarray, float]] = []
         self._lock = threading.Lock()
+        self._reprice_lock = threading.Lock()  # one re-solve at a time, decisions go on
 
     @staticmethod
     def _vector(name: str, values: Iterable[float], m: int, *, nonneg: bool) -> np.ndarray:
@@ -570,6 +582,10 @@ class RealtimeRouter:
     def reprice(self, expected_remaining: float | None = None) -> DualPrices:
         """Re-solve the prices on today's arrivals so far and the remaining capacity.
 
+        The LP is solved outside the lock that decisions take: routing goes on at
+        the old prices meanwhile (a service calls this from a background job), and
+        the new prices apply from the first decision after the solve.
+
         Parameters
         ----------
         expected_remaining : float, optional
@@ -577,8 +593,13 @@ class RealtimeRouter:
             last ``elapsed`` is known (see the module notes), else
             ``expected_arrivals − seen``; at least ``ε·expected_arrivals`` either way.
         """
-        with self._lock:
-            return self._reprice_locked(expected_remaining)
+        with self._reprice_lock:
+            with self._lock:
+                state = self._reprice_state(expected_remaining)
+            result = self._solve(state)
+            with self._lock:
+                self._apply(result)
+            return result
 
     def _prior_subset(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """At most ``k`` prior leads, evenly spread; leads renumbered ``0..k-1``."""
@@ -594,18 +615,25 @@ class RealtimeRouter:
         return pl, pr.pair_partner[keep], pr.pair_score[keep], units
 
     def _reprice_locked(self, expected_remaining: float | None) -> DualPrices:
+        result = self._solve(self._reprice_state(expected_remaining))
+        self._apply(result)
+        return result
+
+    def _reprice_state(self, expected_remaining: float | None) -> _RepriceState:
+        """What a re-solve reads, copied (under the lock) so the solve can run without it."""
         if self._next_checkpoint is not None:
             while self._next_checkpoint <= self.n_seen:
                 self._next_checkpoint = max(math.ceil(self._next_checkpoint * self.reprice_growth),
                                             self._next_checkpoint + 1)
-        sample = self._sample[-self.max_sample_leads:]
         if expected_remaining is None:
             expected_remaining = self.expected_remaining()
-        m = len(self.partner_ids)
+        return _RepriceState(self._sample[-self.max_sample_leads:], float(expected_remaining),
+                             self.remaining.copy(), self.floor_owed, self.price.copy())
+
+    def _solve(self, state: _RepriceState) -> DualPrices:
+        sample, expected_remaining = state.sample, state.expected_remaining
         if not sample or expected_remaining <= 0:
-            result = DualPrices(self.price.copy(), 0.0, 0, 0, 0.0)
-            self.reprices.append(result)
-            return result
+            return DualPrices(state.price.copy(), 0.0, 0, 0, 0.0)
         lens = np.fromiter((len(p) for p, _, _ in sample), dtype=np.int64, count=len(sample))
         pair_lead = np.repeat(np.arange(len(sample)), lens)
         pair_partner = np.concatenate([p for p, _, _ in sample])
@@ -621,10 +649,11 @@ class RealtimeRouter:
             lead_units = np.concatenate([lead_units, pu])
             n_sample += pu.shape[0]
         scale = n_sample / expected_remaining
-        owed = self.floor_owed
-        result = dual_prices(pair_lead, pair_partner, pair_score, self.remaining * scale,
-                             floor=owed * scale if owed.any() else None,
-                             lead_units=lead_units)
-        self.price = result.price if result.price.shape == (m,) else self.price
+        owed = state.floor_owed
+        return dual_prices(pair_lead, pair_partner, pair_score, state.remaining * scale,
+                           floor=owed * scale if owed.any() else None, lead_units=lead_units)
+
+    def _apply(self, result: DualPrices) -> None:
+        if result.price.shape == (len(self.partner_ids),):
+            self.price = result.price
         self.reprices.append(result)
-        return result

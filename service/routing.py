@@ -92,13 +92,21 @@ class RouteOutcome:
     decision_ms: float
 
 
-def _key(session: Session, model_version: str | None) -> tuple[Any, ...]:
-    """What a context depends on: the latest round, the partners, the model (one query)."""
+def _state(session: Session, model_version: str | None) -> tuple[tuple[Any, ...], int]:
+    """What a context depends on (the latest round, the partners, the model), and how many
+    webhook subscriptions are active: one query a request."""
     row = session.execute(sa.select(
         sa.select(sa.func.max(Round.id)).scalar_subquery(),
         sa.select(sa.func.max(Partner.updated_at)).scalar_subquery(),
-        sa.select(sa.func.count(Partner.partner_id)).scalar_subquery())).one()
-    return row[0], row[1], row[2], model_version
+        sa.select(sa.func.count(Partner.partner_id)).scalar_subquery(),
+        sa.select(sa.func.count(WebhookSubscription.id)).where(WebhookSubscription.active)
+        .scalar_subquery())).one()
+    return (row[0], row[1], row[2], model_version), int(row[3] or 0)
+
+
+def _key(session: Session, model_version: str | None) -> tuple[Any, ...]:
+    """What a context depends on: the latest round, the partners, the model (one query)."""
+    return _state(session, model_version)[0]
 
 
 def _prior(session: Session, round_id: int, index: dict[str, int]) -> PriorSample | None:
@@ -167,26 +175,31 @@ class RoutingCache:
 
     def get(self, session: Session, scorer: Any, model_version: str | None,
             expected_arrivals: int | None = None) -> RoutingContext:
-        key = _key(session, model_version)
+        """The context of the latest round (built when a round, the partners or the model
+        changed)."""
+        return self.lookup(session, scorer, model_version, expected_arrivals)[0]
+
+    def lookup(self, session: Session, scorer: Any, model_version: str | None,
+               expected_arrivals: int | None = None) -> tuple[RoutingContext, int]:
+        """:meth:`get`, and the number of active webhook subscriptions (same query)."""
+        key, n_subscriptions = _state(session, model_version)
         ctx = self.context
         if ctx is not None and ctx.key == key:
-            return ctx
+            return ctx, n_subscriptions
         with self._lock:
             if self.context is None or self.context.key != key:
                 self.context = build_context(session, scorer, model_version,
                                              expected_arrivals=expected_arrivals)
-            return self.context
+            return self.context, n_subscriptions
 
     def reprice_if_due(self, sessions: sessionmaker[Session], now: datetime) -> bool:
         """Re-solve the prices when the router's checkpoint is reached; store them."""
         ctx = self.context
         if ctx is None or not ctx.router.reprice_due:
             return False
-        with ctx.lock:
-            if not ctx.router.reprice_due:
-                return False
-            result = ctx.router.reprice()
-            prices = dict(zip(ctx.router.partner_ids, result.price.tolist(), strict=True))
+        # not under ctx.lock: decisions go on at the old prices while the LP solves
+        result = ctx.router.reprice()
+        prices = dict(zip(ctx.router.partner_ids, result.price.tolist(), strict=True))
         source = (f"{result.price_source}, re-solved on {result.n_leads} leads")[:64]
         with sessions() as session:
             room.lock(session)
@@ -206,13 +219,14 @@ class RoutingCache:
         return True
 
 
-def _held(session: Session, ctx: RoutingContext, lead: Lead, reason: str, now: datetime,
-          actor: Actor, decision: RouteDecision | None, t0: float) -> RouteOutcome:
-    audit.record(session, actor=actor.name, actor_role=actor.role, action="lead.held",
-                 entity_type="lead", entity_id=lead.lead_id, round_id=ctx.round_id,
-                 lead_id=lead.lead_id, reason=reason, at=now)
-    return RouteOutcome(lead.lead_id, ctx.round_id, False, reason, decision, None,
-                        ctx.price_source, (time.perf_counter() - t0) * 1e3)
+def _entry(actor: Actor, action: str, entity_type: str, entity_id: str, lead: Lead,
+           now: datetime, *, round_id: int | None = None, partner_id: str | None = None,
+           reason: str | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One audit entry as :func:`service.db.audit.record_many` inserts it (every column)."""
+    return {"at": now, "actor": actor.name, "actor_role": actor.role, "action": action,
+            "entity_type": entity_type, "entity_id": entity_id, "round_id": round_id,
+            "lead_id": lead.lead_id, "partner_id": partner_id, "reason": reason,
+            "detail": detail or {}}
 
 
 def _decide(ctx: RoutingContext, session: Session, parts: np.ndarray, values: np.ndarray,
@@ -236,23 +250,38 @@ def _retry(ctx: RoutingContext, session: Session, parts: np.ndarray, values: np.
                   hold_below=ctx.router.hold_below)
 
 
-def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
-               actor: Actor, *, scored: ScoredLead | None = None,
-               store_lead: Callable[[], None] | None = None,
-               on_decision: Callable[[RouteDecision], None] | None = None) -> RouteOutcome:
-    """Route one lead now (the caller commits).
+@dataclass(frozen=True, eq=False)
+class RoutePlan:
+    """What :func:`plan_route` read and decided; :func:`store_route` writes it."""
 
-    Everything is read and decided before the first write, so a write transaction
-    (one writer at a time on SQLite) lasts only as long as the inserts.
+    lead: Lead
+    scored: ScoredLead
+    decision: RouteDecision | None
+    parts: np.ndarray
+    units: float
+    known: bool
+    subscribers: Sequence[WebhookSubscription]
+    started: float
+
+
+def plan_route(session: Session, ctx: RoutingContext, lead: Lead, *,
+               scored: ScoredLead | None = None, new: bool = False,
+               subscribers: Sequence[WebhookSubscription] | None = None) -> RoutePlan:
+    """Read what routing ``lead`` needs and decide, before any write.
+
+    Room is read now and taken later with a conditional update, so the decision
+    needs no write lock: a partner that fills up in between is found then and the
+    lead decided again (:func:`store_route`).
 
     Parameters
     ----------
     scored : ScoredLead, optional
-        The lead validated and scored under ``ctx`` when the caller has it (the API
-        scores the leads of concurrent requests together, see
-        :class:`~service.route_scoring.ScoringBatcher`); otherwise it is done here.
-    store_lead : callable, optional
-        Stores ``lead`` (not stored yet) as the first write.
+        The lead validated and scored under ``ctx`` when the caller has it
+        (:class:`~service.route_scoring.ScoringBatcher`); otherwise it is done here.
+    new : bool
+        The lead is not stored yet (so it has no assignment and no round candidates).
+    subscribers : sequence of WebhookSubscription, optional
+        The active webhook subscriptions when the caller knows them (none: read here).
 
     Raises
     ------
@@ -262,55 +291,107 @@ def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
         The stored lead breaks the contract, or the model cannot score it.
     """
     t0 = time.perf_counter()
-    holder = session.execute(sa.select(Assignment.id, Assignment.partner_id).where(
-        Assignment.lead_id == lead.lead_id, Assignment.live)).first()
-    if holder is not None:
-        raise LifecycleConflictError(f"Lead {lead.lead_id!r} already has a live assignment "
-                                     f"({holder[0]}); it is not routed again.", [lead.lead_id])
+    if not new:
+        holder = session.execute(sa.select(Assignment.id, Assignment.partner_id).where(
+            Assignment.lead_id == lead.lead_id, Assignment.live)).first()
+        if holder is not None:
+            raise LifecycleConflictError(f"Lead {lead.lead_id!r} already has a live assignment "
+                                         f"({holder[0]}); it is not routed again.",
+                                         [lead.lead_id])
     if scored is None:
         record = stored_record(lead)
         scoring = ctx.scoring or LeadScoring(ctx.partners, ctx.policy, ctx.scorer)
         scored, = scoring.score([typed_record(record)],
                                 [room.declined_by(session, lead.lead_id)], [record])
-    if scored.held is not None:
-        if store_lead is not None:
-            store_lead()
-        return _held(session, ctx, lead, f"held for the next round: {scored.held}", now, actor,
-                     None, t0)
-    assert scored.values is not None
-    pids = list(scored.partner_ids)
-    parts = np.asarray([ctx.index[p] for p in pids], dtype=np.int64)
-    values = scored.values
     units = float(lead.effort or 1.0)
-    decision = _decide(ctx, session, parts, values, units)
-    known = session.scalar(sa.select(sa.func.count()).select_from(RoundCandidates).where(
-        RoundCandidates.round_id == ctx.round_id, RoundCandidates.lead_id == lead.lead_id))
-    subs = outbox.active_subscribers(session)
-    # -- writes from here on
-    if store_lead is not None:
-        store_lead()
+    if scored.held is not None:
+        return RoutePlan(lead, scored, None, np.zeros(0, dtype=np.int64), units, True, (), t0)
+    assert scored.values is not None
+    parts = np.asarray([ctx.index[p] for p in scored.partner_ids], dtype=np.int64)
+    decision = _decide(ctx, session, parts, scored.values, units)
+    known = not new and bool(session.scalar(
+        sa.select(sa.func.count()).select_from(RoundCandidates).where(
+            RoundCandidates.round_id == ctx.round_id, RoundCandidates.lead_id == lead.lead_id)))
+    subs = outbox.active_subscribers(session) if subscribers is None else subscribers
+    return RoutePlan(lead, scored, decision, parts, units, known, subs, t0)
+
+
+def store_route(session: Session, ctx: RoutingContext, plan: RoutePlan, now: datetime,
+                actor: Actor, *, new_lead: dict[str, Any] | None = None,
+                on_decision: Callable[[RouteDecision], None] | None = None) -> RouteOutcome:
+    """Write a planned route (the caller commits): the new lead, room, offer, audit, events.
+
+    Parameters
+    ----------
+    new_lead : dict, optional
+        Column values of the lead when it is not stored yet (stored first, audited as
+        ``lead.created``).
+    """
+    lead, scored = plan.lead, plan.scored
+    entries: list[dict[str, Any]] = []
+    if new_lead is not None:
+        session.execute(sa.insert(Lead), [{**new_lead, "ingested_at": now}])
+        entries.append(_entry(actor, "lead.created", "lead", lead.lead_id, lead, now))
+    decision = plan.decision
+    if decision is None:
+        return _held(session, ctx, plan, f"held for the next round: {scored.held}", now, actor,
+                     None, entries)
+    assert scored.values is not None
     full: set[int] = set()
     while decision.partner is not None and decision.partner_id is not None:
-        if room.take(session, ctx.round_id, decision.partner_id, units):
+        if room.take(session, ctx.round_id, decision.partner_id, plan.units):
             break
         full.add(decision.partner)
-        decision = _retry(ctx, session, parts, values, units, full)
+        decision = _retry(ctx, session, plan.parts, scored.values, plan.units, full)
     if on_decision is not None:
         on_decision(decision)
-    if not known:
+    if not plan.known:
         session.add(RoundCandidates(round_id=ctx.round_id, lead_id=lead.lead_id,
-                                    partner_ids=pids, scores=values.tolist()))
+                                    partner_ids=list(scored.partner_ids),
+                                    scores=scored.values.tolist()))
     if decision.partner_id is None:
-        return _held(session, ctx, lead, decision.reason, now, actor, decision, t0)
-    a = _offer(session, ctx, lead, decision, pids, values, units, now, actor, subs)
+        return _held(session, ctx, plan, decision.reason, now, actor, decision, entries)
+    a = _offer(session, ctx, plan, decision, now, actor, entries)
     return RouteOutcome(lead.lead_id, ctx.round_id, True, a.reason, decision, a,
-                        ctx.price_source, (time.perf_counter() - t0) * 1e3)
+                        ctx.price_source, (time.perf_counter() - plan.started) * 1e3)
 
 
-def _offer(session: Session, ctx: RoutingContext, lead: Lead, d: RouteDecision,
-           pids: list[str], values: np.ndarray, units: float, now: datetime,
-           actor: Actor, subs: Sequence[WebhookSubscription]) -> Assignment:
-    assert d.partner_id is not None and d.score is not None
+def route_lead(session: Session, ctx: RoutingContext, lead: Lead, now: datetime,
+               actor: Actor, *, scored: ScoredLead | None = None,
+               new_lead: dict[str, Any] | None = None,
+               on_decision: Callable[[RouteDecision], None] | None = None) -> RouteOutcome:
+    """Route one lead now (the caller commits): :func:`plan_route` then :func:`store_route`.
+
+    Everything is read and decided before the first write, so a write transaction
+    (one writer at a time on SQLite) lasts only as long as the writes.
+
+    Raises
+    ------
+    LifecycleConflictError
+        The lead already has a live assignment.
+    InputError
+        The stored lead breaks the contract, or the model cannot score it.
+    """
+    plan = plan_route(session, ctx, lead, scored=scored, new=new_lead is not None)
+    return store_route(session, ctx, plan, now, actor, new_lead=new_lead,
+                       on_decision=on_decision)
+
+
+def _held(session: Session, ctx: RoutingContext, plan: RoutePlan, reason: str, now: datetime,
+          actor: Actor, decision: RouteDecision | None,
+          entries: list[dict[str, Any]]) -> RouteOutcome:
+    lead = plan.lead
+    entries.append(_entry(actor, "lead.held", "lead", lead.lead_id, lead, now,
+                          round_id=ctx.round_id, reason=reason))
+    audit.record_many(session, entries)
+    return RouteOutcome(lead.lead_id, ctx.round_id, False, reason, decision, None,
+                        ctx.price_source, (time.perf_counter() - plan.started) * 1e3)
+
+
+def _offer(session: Session, ctx: RoutingContext, plan: RoutePlan, d: RouteDecision,
+           now: datetime, actor: Actor, entries: list[dict[str, Any]]) -> Assignment:
+    assert d.partner_id is not None and d.score is not None and plan.scored.values is not None
+    lead, pids, values = plan.lead, list(plan.scored.partner_ids), plan.scored.values
     reason = (f"{d.reason} (prices of round {ctx.round_id}"
               f"{', ' + ctx.price_source if ctx.price_source else ''})")
     named = sorted(set(pids) - {d.partner_id})
@@ -319,18 +400,20 @@ def _offer(session: Session, ctx: RoutingContext, lead: Lead, d: RouteDecision,
         round_id=ctx.round_id, lead_id=lead.lead_id, partner_id=d.partner_id, score=d.score,
         rank=1 + int(np.sum(values > d.score)), reason=reason, state="offered", live=True,
         created_at=now, updated_at=now, state_at=now, due_at=due, origin="realtime",
-        reroutes=0, units=units,
+        reroutes=0, units=plan.units,
         explanation={"origin": "realtime", "price": d.price, "adjusted_value": d.adjusted_value,
                      "price_source": ctx.price_source, "n_eligible": d.n_eligible,
                      "n_with_room": d.n_with_room, "named_partners": named})
     session.add(a)
     session.flush()
-    audit.record(session, actor=actor.name, actor_role=actor.role, action="assignment.routed",
-                 entity_type="assignment", entity_id=str(a.id), round_id=ctx.round_id,
-                 lead_id=lead.lead_id, partner_id=d.partner_id, reason=reason, at=now,
-                 detail={"score": d.score, "price": d.price,
-                         "adjusted_value": d.adjusted_value, "named_partners": named})
+    entries.append(_entry(actor, "assignment.routed", "assignment", str(a.id), lead, now,
+                          round_id=ctx.round_id, partner_id=d.partner_id, reason=reason,
+                          detail={"score": d.score, "price": d.price,
+                                  "adjusted_value": d.adjusted_value,
+                                  "named_partners": named}))
+    audit.record_many(session, entries)
     outbox.enqueue(session, [outbox.PendingEvent(
         "offer_made", d.partner_id,
-        outbox.offer_data(a.id, lead, d.partner_id, due, origin="realtime"))], now, subs)
+        outbox.offer_data(a.id, lead, d.partner_id, due, origin="realtime"))], now,
+        plan.subscribers)
     return a

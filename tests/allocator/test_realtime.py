@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from allocator.problem import Allocation, AllocationProblem
-from allocator.realtime import PriorSample, RealtimeRouter, choose, dual_prices
+from allocator.realtime import PriorSample, RealtimeRouter, RouteDecision, choose, dual_prices
 
 IDS = ("P0", "P1", "P2", "P3", "P4", "P5", "P6", "P7")
 
@@ -332,3 +332,42 @@ def test_every_decision_is_the_best_partner_with_room(
             assert d.adjusted_value == pytest.approx(max(adj.values()))
     assert (r.remaining >= 0).all()
     assert r.received.sum() == pytest.approx(sum(cap) - r.remaining.sum())
+
+
+def test_decisions_go_on_at_the_old_prices_while_a_reprice_solves(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``reprice()`` (a service's background job) solves without the decisions' lock."""
+    import allocator.realtime as realtime
+
+    solving, release = threading.Event(), threading.Event()
+    solve = realtime.dual_prices
+
+    def slow_solve(*args: object, **kwargs: object) -> object:
+        solving.set()
+        assert release.wait(30)
+        return solve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(realtime, "dual_prices", slow_solve)
+    r = _router(expected_arrivals=20, auto_reprice=False)
+    for _ in range(3):
+        r.route({3: 0.21, 7: 0.25})
+    assert r.reprice_due
+    old = r.price.copy()
+    worker = threading.Thread(target=r.reprice)
+    worker.start()
+    decided: list[RouteDecision] = []
+    decider = threading.Thread(target=lambda: decided.append(r.route({3: 0.21, 7: 0.25},
+                                                                     commit=False)))
+    try:
+        assert solving.wait(30)
+        decider.start()
+        decider.join(10)  # a solve holding the decisions' lock would keep it waiting
+        during_solve = list(decided)
+    finally:
+        release.set()
+        worker.join(30)
+        decider.join(30)
+    assert len(during_solve) == 1
+    d = during_solve[0]
+    assert d.partner is not None and d.price == old[d.partner]
+    assert not worker.is_alive() and len(r.reprices) == 1 and not r.reprice_due

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.db import room
 from service.db.reroute import Actor
-from service.db.tables import Assignment, AuditEntry, Lead, RoundPartner
+from service.db.tables import Assignment, AuditEntry, Lead, RoundPartner, WebhookOutbox
 from service.routing import build_context, route_lead
 from tests.service.lifecycle_support import T0, Service, check_invariants, lead, service
 
@@ -95,6 +95,37 @@ def test_routed_to_the_best_score_minus_price_among_partners_with_room(
         changed = svc.post("/route", json={"lead": lead(90, region="US")})
         assert changed.status_code == 409 and "other content" in changed.json()["detail"]
         assert svc.post("/route", svc.partner["P1"], json={"lead_id": "L90"}).status_code == 403
+
+
+def test_a_routed_lead_is_stored_audited_in_order_and_its_offer_sent_to_subscribers(
+        db_url: str, tmp_path: Path) -> None:
+    """One transaction: the lead, room, the offer, lead.created then assignment.routed, and
+    the offer_made event for an active subscription (none written while there is none)."""
+    with service(db_url, tmp_path) as svc:
+        first = svc.post("/route", json={"lead": lead(20)}).json()
+        assert first["routed"], first
+        with svc.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(WebhookOutbox)) == 0
+        hook = svc.post("/webhooks", json={"url": "http://127.0.0.1:9/hooks",
+                                           "events": ["offer_made"]})
+        assert hook.status_code == 201, hook.json()
+        body = svc.post("/route", json={"lead": lead(21)}).json()
+        assert body["routed"], body
+        again = svc.post("/route", json={"lead": lead(21)})  # same content: already live
+        assert again.status_code == 409 and "already has a live assignment" in again.json()[
+            "detail"]
+        with svc.session() as s:
+            actions = s.execute(sa.select(AuditEntry.action, AuditEntry.entity_id,
+                                          AuditEntry.round_id).where(AuditEntry.lead_id == "L21")
+                                .order_by(AuditEntry.id)).all()
+            assert [tuple(a) for a in actions] == [
+                ("lead.created", "L21", None),
+                ("assignment.routed", str(body["assignment_id"]), body["round_id"])]
+            events = s.execute(sa.select(WebhookOutbox.event_type, WebhookOutbox.data)).all()
+            assert len(events) == 1 and events[0][0] == "offer_made"
+            assert events[0][1]["offer_id"] == body["assignment_id"]
+            assert s.get(Lead, "L21") is not None
+            check_invariants(s)
 
 
 def test_a_lead_is_held_when_no_partner_pays_its_price(db_url: str, tmp_path: Path) -> None:

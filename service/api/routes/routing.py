@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
-from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import Request
-from sqlalchemy.orm import Session
 
 from service.api.deps import CallerDep, ClockDep, SessionDep, SettingsDep
 from service.api.errors import ConflictError, ConflictOut, NotFoundError, responses
@@ -18,8 +14,7 @@ from service.api.lifecycle_views import actor, conflicts_as_409
 from service.api.model_state import current_model
 from service.api.routes._router import protected_router
 from service.api.storage import commit_or_conflict
-from service.db import audit, room
-from service.db.keys import Principal
+from service.db import room
 from service.db.records import (
     changed_fields,
     lead_content,
@@ -28,20 +23,22 @@ from service.db.records import (
     stored_record,
 )
 from service.db.tables import Lead
-from service.routing import NoRoundError, RouteOutcome, route_lead
+from service.routing import NoRoundError, RouteOutcome, plan_route, store_route
 
 router = protected_router("", "routing")
 
 
-def _new_lead(session: Session, record: dict[str, Any], caller: Principal,
-              now: datetime) -> tuple[Lead, Callable[[], None] | None]:
-    """The lead of the request, and how to store it when it is new (idempotent by lead_id).
+def _new_lead(stored: Lead | None, record: dict[str, Any]
+              ) -> tuple[Lead, dict[str, Any] | None]:
+    """The lead of the request, and its column values when it is new (idempotent by lead_id).
 
-    Read now; stored (the first write) only once the routing decision is made.
+    Raises
+    ------
+    ConflictError
+        The lead is stored with other content (leads are immutable).
     """
     content = lead_content(record)
     values = lead_values(content)
-    stored = session.get(Lead, values["lead_id"])
     if stored is not None:
         if stored.content_hash != values["content_hash"]:
             fields = changed_fields(stored_lead_content(stored), content)
@@ -49,14 +46,7 @@ def _new_lead(session: Session, record: dict[str, Any], caller: Principal,
                                 f"content ({', '.join(fields)}); leads are immutable once "
                                 "stored.", ids=[stored.lead_id])
         return stored, None
-
-    def store() -> None:
-        session.execute(sa.insert(Lead), [{**values, "ingested_at": now}])
-        audit.record(session, actor=caller.actor, actor_role=caller.role,
-                     action="lead.created", entity_type="lead", entity_id=values["lead_id"],
-                     lead_id=values["lead_id"], at=now)
-
-    return Lead(**values), store
+    return Lead(**values), values
 
 
 def _result(out: RouteOutcome) -> RouteResult:
@@ -93,18 +83,18 @@ def route(body: RouteCreate, request: Request, session: SessionDep, settings: Se
     routing = request.app.state.routing
     with conflicts_as_409(session, "lead"):
         try:
-            ctx = routing.get(session, model.model, model.version,
-                              settings.realtime_expected_arrivals)
+            ctx, n_subscriptions = routing.lookup(session, model.model, model.version,
+                                                  settings.realtime_expected_arrivals)
         except NoRoundError as exc:
             raise ConflictError(str(exc)) from None
-        store = None
+        new_values = None
         now = clock.now()
         if body.lead is not None:
             record = body.lead.as_record()
             known = session.get(Lead, str(record["lead_id"]))  # a new lead: nobody declined it
             scored = routing.batcher.score(
                 ctx, record, room.declined_by(session, known.lead_id) if known else ())
-            lead, store = _new_lead(session, scored.record, caller, now)
+            lead, new_values = _new_lead(known, scored.record)
         else:
             assert body.lead_id is not None
             found = session.get(Lead, body.lead_id)
@@ -113,10 +103,12 @@ def route(body: RouteCreate, request: Request, session: SessionDep, settings: Se
             lead = found
             scored = routing.batcher.score(ctx, stored_record(lead),
                                            room.declined_by(session, lead.lead_id))
+        # read and decided before the first write: room is taken by a conditional update
+        plan = plan_route(session, ctx, lead, scored=scored, new=new_values is not None,
+                          subscribers=() if n_subscriptions == 0 else None)
         # SQLite has one writer: writers of this process queue here instead of sleeping in
         # SQLite's busy handler (PostgreSQL locks rows and needs no queue)
         with request.app.state.write_lock or nullcontext():
-            out = route_lead(session, ctx, lead, now, actor(caller), scored=scored,
-                             store_lead=store)
+            out = store_route(session, ctx, plan, now, actor(caller), new_lead=new_values)
             commit_or_conflict(session, "lead")
     return _result(out)
