@@ -29,8 +29,9 @@ partner effects (when the history also names the vertical)
     quality, intent, size, vertical listed, certification, backlog, tier), so
     a cell is shrunk toward what those predict rather than toward the
     partner's overall rate; prior SDs come from the empirical-Bayes strengths.
-    Training rows get values fitted on earlier time blocks only (the first of
-    four blocks gets 0, the prior mean), or on the other folds without time.
+    Training rows get values cross-fitted on the other four of five folds (a
+    row's own outcome never moves its value).  With a funnel stage column
+    (:mod:`models.funnel`) the effects are fitted on every stage reached.
 pair
     region match (lead region or country in the partner's regions), vertical
     match, certification match (the lead's product among the partner's
@@ -98,6 +99,7 @@ LEAD_KNOWN = (
     "account_owner_partner_id", *NOT_FEATURES,
 )
 RATE_FEATURES = ("partner_rate", "partner_history_log")
+EFFECT_FOLDS = 5
 FUNNEL_NOTE = ("funnel stage: an outcome, never a feature; the partner effects are fitted on "
                "the stages reached")
 EFFECT_FEATURES = ("partner_effect", "partner_vertical_effect")
@@ -332,7 +334,13 @@ class FeatureBuilder:
         if self.effects_:
             keys = self._rate_keys(history, partners)
             fixed = self._fit_fixed_scaler(X)
-            pe, ce = leak_free_effects(keys[1], keys[2], fixed, y, *self.effect_sds_, time=time,
+            # cross-fitted, not time-blocked: with time blocks the earliest rows get no
+            # effect at all and the rest rest on a fraction of the history, so the model
+            # learned too little trust in the effects it then sees fitted on all of it
+            # (on the 50k-row synthetic channel: 80.5% of the round-robin-to-oracle gap
+            # closed with 4 time blocks, 81.5% cross-fitted)
+            pe, ce = leak_free_effects(keys[1], keys[2], fixed, y, *self.effect_sds_,
+                                       time=None, n_blocks=EFFECT_FOLDS,
                                        random_state=self.random_state, stage=stage)
             X[:, self.schema_.features.index("partner_effect")] = pe
             X[:, self.schema_.features.index("partner_vertical_effect")] = ce

@@ -249,8 +249,15 @@ def test_builder_effect_features_are_leak_free_in_training_and_full_at_scoring()
     builder, X = _fit(history, partners)
     features = builder.schema_.features
     pe, ce = features.index("partner_effect"), features.index("partner_vertical_effect")
-    assert np.all(X[:100, pe] == 0.0) and np.all(X[:100, ce] == 0.0)  # first time block
-    assert np.any(X[100:, pe] != 0.0)
+    assert np.all(X[:, pe] != 0.0) and np.all(X[:, ce] != 0.0)  # cross-fitted: all have one
+    # out of fold: a row's own outcome moves its training value only through the two prior
+    # SDs, estimated once on all rows (O(1/n))
+    y = history["converted"].to_numpy().copy()
+    y[17] = 1 - y[17]
+    _, flipped = _fit(history.assign(converted=y), partners)
+    moved = np.abs(flipped[:, pe] - X[:, pe])
+    assert moved.max() > 50 * moved[17]  # rows of other folds move, its own barely
+    assert abs(flipped[17, ce] - X[17, ce]) < 1e-5
     rows = builder.transform_history(history, partners)
     table = builder.effect_table_
     assert table is not None

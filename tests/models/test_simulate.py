@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,16 +11,19 @@ from scipy.special import expit
 
 from allocator.eligibility import find_eligible_pairs
 from models import simulate_world as world
+from models.funnel import STAGES
 from models.simulate import (
     B_CERTIFIED,
     B_LOAD,
     B_QUALITY,
     B_SKILL,
+    FUNNEL_OFFSETS,
     INTERCEPT,
     PAIR_EFFECT_SD,
     TIER_EFFECT,
     Channel,
     describe_channel,
+    funnel_stage,
     pair_effect,
     simulate_channel,
     true_probability,
@@ -58,7 +63,7 @@ def test_frames_follow_the_data_contract(channel):
     assert {c: str(t) for c, t in leads.dtypes.items()} == lead_types
     assert {c: str(t) for c, t in h.dtypes.items()} == {
         **lead_types, "partner_id": "str", "assigned_at": "datetime64[ns, UTC]",
-        "converted": "int64"}
+        "converted": "int64", "stage": "str"}
     assert p["partner_id"].is_unique and leads["lead_id"].is_unique and h["lead_id"].is_unique
     assert not set(h["lead_id"]) & set(leads["lead_id"])
     assert set(leads["intent"].dropna()) == {"high", "medium", "low"}
@@ -224,3 +229,27 @@ def test_tiny_channels_work():
     empty = simulate_channel(3, 0, 0, seed=0, with_truth=True)
     assert empty.truth is not None and len(empty.truth) == 0
     assert len(empty.leads) == 0 and len(empty.history) == 0
+
+
+def test_history_stage_is_the_funnel_reached_and_agrees_with_converted(channel):
+    h = channel.history
+    level = h["stage"].map({s: i for i, s in enumerate(STAGES)}).to_numpy()
+    assert not np.isnan(level).any()
+    np.testing.assert_array_equal(level == STAGES.index("won"), h["converted"].to_numpy() == 1)
+    reached = [(level >= k).mean() for k in range(len(STAGES))]
+    assert reached[0] == 1.0 and all(a > b for a, b in itertools.pairwise(reached))
+    assert 0.5 < reached[1] < 0.85 and 0.05 < reached[-1] < 0.15  # a plausible funnel
+    # stages follow the same odds as conversion: better pairs get further
+    p = channel.true_p(h["lead_id"], h["partner_id"])
+    means = pd.Series(p).groupby(level).mean()
+    assert means.is_monotonic_increasing
+
+
+def test_funnel_stage_is_the_proportional_odds_of_the_stated_offsets():
+    p = np.full(200_000, 0.08)
+    draw = np.random.default_rng(0).random(len(p))
+    stage = funnel_stage(p, draw)
+    logit = np.log(0.08 / 0.92)
+    for k, offset in enumerate((*FUNNEL_OFFSETS, 0.0), start=1):
+        assert abs((stage >= k).mean() - expit(logit + offset)) < 0.005
+    np.testing.assert_array_equal(stage == 4, draw < p)
