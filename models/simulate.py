@@ -45,7 +45,12 @@ round's leads, split in proportion to tier weight (8 : 4 : 2 : 1) × noise ×
 the size of the partner's market, so capacity is scarce and uneven.  History
 is logged under round robin (:func:`models.simulate_world.draw_history`),
 a natural experiment for off-policy evaluation: who got a lead depends only on
-its queue and arrival order, never on its outcome.
+its queue and arrival order, never on its outcome.  Each history row also
+carries ``stage``, the furthest funnel stage its lead reached
+(:data:`models.funnel.STAGES`), drawn from the same uniform as ``converted``
+under proportional odds: ``P(stage ≥ k) = σ(logit p_ij + FUNNEL_OFFSETS[k])``
+for contacted, qualified and opportunity (3.5, 2.2, 1.2: about 65%, 39% and
+22% of leads get that far), and ``won`` exactly when converted.
 """
 
 from __future__ import annotations
@@ -260,7 +265,8 @@ def simulate_channel(n_partners: int, n_leads: int, n_history: int, seed: int,
         Past assignments in ``history``: qualified leads with an eligible
         partner, each given to the next of its eligible partners in turn
         (round robin per territory/product queue, in order of arrival), with
-        ``converted`` drawn from :func:`true_probability`.
+        ``converted`` drawn from :func:`true_probability` and ``stage`` from
+        :func:`funnel_stage`.
     seed : int
         Everything is a function of the seed (numpy ``Generator`` streams).
     with_truth : bool

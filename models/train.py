@@ -108,6 +108,7 @@ class TrainingResult:
             "by_tier": _headline(self.by_tier),
             "by_region": _headline(self.by_region),
             "previous": self.previous,
+            "funnel": self.metadata.get("data", {}).get("funnel"),
             "reliability_png": None if self.reliability_png is None else str(self.reliability_png),
         }
 
@@ -271,6 +272,9 @@ def train_model(
     stage_all = stage_levels(history, y_all) if target != STAGE_COLUMN else None
     if STAGE_COLUMN in history.columns:
         history = history.drop(columns=[STAGE_COLUMN])
+    if stage_all is not None:
+        say(f"funnel: partner effects fitted on the '{STAGE_COLUMN}' of "
+            f"{int((stage_all >= 0).sum())} rows (an outcome, not a feature)")
     time_col, times, split_rule = _time_order(history)
     if times is not None:
         order = np.argsort(times, kind="stable")

@@ -51,7 +51,11 @@ def train(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train the conversion model, report held-out AUC, log loss, Brier and ECE, save a version."""
+    """Train the conversion model, report held-out AUC, log loss, Brier and ECE, save a version.
+
+    A ``stage`` column (accepted, contacted, qualified, opportunity, won) is read as
+    the funnel outcome the partner effects are fitted on, never as a feature.
+    """
     err_console.print(f"reading {history}")
     frame = load_history(history, target=target)
     partner_frame = None if partners is None else load_partners(partners)

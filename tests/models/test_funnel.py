@@ -71,3 +71,13 @@ def test_a_stage_that_contradicts_the_outcome_stops_training():
     staged.loc[row, "stage"] = "won"
     with pytest.raises(InputError, match=rf"history, row {row + 1}, column 'stage'"):
         train_model(staged, partners)
+
+
+def test_a_lead_only_history_keeps_the_stage_out_of_its_features():
+    history, _ = toy_history(300)
+    staged = _with_stages(history).drop(columns=["partner_id"])
+    result = train_model(staged)
+    assert not any("stage" in f for f in result.model.schema.features)
+    reasons = {d.name: d.reason for d in result.model.schema.dropped}
+    assert "unused" in reasons["stage"]
+    assert result.summary()["funnel"]["won"] == int(history["converted"].sum())
