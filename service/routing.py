@@ -346,9 +346,9 @@ def store_route(session: Session, ctx: RoutingContext, plan: RoutePlan, now: dat
     if on_decision is not None:
         on_decision(decision)
     if not plan.known:
-        session.add(RoundCandidates(round_id=ctx.round_id, lead_id=lead.lead_id,
-                                    partner_ids=list(scored.partner_ids),
-                                    scores=scored.values.tolist()))
+        session.execute(sa.insert(RoundCandidates), [{
+            "round_id": ctx.round_id, "lead_id": lead.lead_id,
+            "partner_ids": list(scored.partner_ids), "scores": scored.values.tolist()}])
     if decision.partner_id is None:
         return _held(session, ctx, plan, decision.reason, now, actor, decision, entries)
     a = _offer(session, ctx, plan, decision, now, actor, entries)
@@ -396,16 +396,20 @@ def _offer(session: Session, ctx: RoutingContext, plan: RoutePlan, d: RouteDecis
               f"{', ' + ctx.price_source if ctx.price_source else ''})")
     named = sorted(set(pids) - {d.partner_id})
     due = accept_deadline(now, ctx.policy.sla)
-    a = Assignment(
-        round_id=ctx.round_id, lead_id=lead.lead_id, partner_id=d.partner_id, score=d.score,
-        rank=1 + int(np.sum(values > d.score)), reason=reason, state="offered", live=True,
-        created_at=now, updated_at=now, state_at=now, due_at=due, origin="realtime",
-        reroutes=0, units=plan.units,
-        explanation={"origin": "realtime", "price": d.price, "adjusted_value": d.adjusted_value,
-                     "price_source": ctx.price_source, "n_eligible": d.n_eligible,
-                     "n_with_room": d.n_with_room, "named_partners": named})
-    session.add(a)
-    session.flush()
+    row = {
+        "round_id": ctx.round_id, "lead_id": lead.lead_id, "partner_id": d.partner_id,
+        "score": d.score, "rank": 1 + int(np.sum(values > d.score)), "reason": reason,
+        "state": "offered", "live": True, "created_at": now, "updated_at": now,
+        "state_at": now, "due_at": due, "origin": "realtime", "reroutes": 0,
+        "units": plan.units,
+        "explanation": {"origin": "realtime", "price": d.price,
+                        "adjusted_value": d.adjusted_value, "price_source": ctx.price_source,
+                        "n_eligible": d.n_eligible, "n_with_room": d.n_with_room,
+                        "named_partners": named}}
+    # one INSERT ... RETURNING, no unit of work; the answer is built from the same values
+    new_id = session.execute(sa.insert(Assignment).values(row)
+                             .returning(Assignment.id)).scalar_one()
+    a = Assignment(id=new_id, **row)
     entries.append(_entry(actor, "assignment.routed", "assignment", str(a.id), lead, now,
                           round_id=ctx.round_id, partner_id=d.partner_id, reason=reason,
                           detail={"score": d.score, "price": d.price,

@@ -124,12 +124,14 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read app.state are ``async``: FastAPI runs a plain ``def`` one in
+# the thread pool, a hop that costs more than the read.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     """The app's clock (a :class:`~service.lifecycle.clock.FrozenClock` in tests)."""
     clock: Clock = request.app.state.clock
     return clock

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -27,6 +28,7 @@ from service.contract.validate import ISO_8601, NUMBER
 # ASCII digits only, as the frame check's regular expressions (RE2) read ``\d``
 _NUMBER = re.compile(NUMBER, re.ASCII)
 _ISO = re.compile(ISO_8601, re.ASCII)
+_FRACTION = re.compile(r"\.(\d+)", re.ASCII)
 _INT_LIMIT = 2**53  # as the contract: above this a float no longer holds every integer
 _INT64 = 2**63
 _TIME_MIN = pd.Timestamp.min.tz_localize("UTC")
@@ -100,10 +102,20 @@ def _timestamp(value: Any) -> pd.Timestamp:
     text = value.strip()
     if not _ISO.fullmatch(text):
         raise _UnsureError
-    try:
-        parsed = pd.to_datetime(text, format="ISO8601", utc=True)
-    except (ValueError, OverflowError):
-        raise _UnsureError from None
+    parsed: Any = None
+    fraction = _FRACTION.search(text)
+    if fraction is None or len(fraction.group(1)) <= 6:  # beyond microseconds Python truncates
+        try:  # ~20x faster than pandas' parser for the same instant
+            moment = datetime.fromisoformat(text)
+            parsed = pd.Timestamp(moment if moment.tzinfo is not None
+                                  else moment.replace(tzinfo=UTC)).tz_convert("UTC")
+        except (ValueError, OverflowError):
+            parsed = None
+    if parsed is None:
+        try:
+            parsed = pd.to_datetime(text, format="ISO8601", utc=True)
+        except (ValueError, OverflowError):
+            raise _UnsureError from None
     if parsed is pd.NaT or not (_TIME_MIN <= parsed <= _TIME_MAX):
         raise _UnsureError
     return parsed.as_unit("ns")

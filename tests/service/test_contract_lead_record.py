@@ -28,7 +28,11 @@ CELLS: dict[str, list[Any]] = {
     "created_at": ["2024-05-01T09:30:00Z", "2024-05-01", "2024-05-01 09:30:00+02:00",
                    "2024-05-01T09:30:00.123456789+0530", "2024-05-01T09:30+01", "2024-13-01",
                    "1500-01-01", "2300-01-01T00:00:00Z", "x", "", None, " 2024-05-01 ",
-                   "\u0662\u0660\u0662\u0664-05-01"],
+                   "\u0662\u0660\u0662\u0664-05-01", "2024-02-29", "2023-02-29",
+                   "2024-05-01T09:30:00.5Z", "2024-05-01T09:30:00-0330",
+                   "2024-05-01T23:59:59.999999+14:00", "2024-05-01T24:00:00",
+                   "2024-05-01T09:30:00+24:00", "2024-05-01 09:30", "1677-09-21T00:13:00Z",
+                   "2262-04-11T23:47:16.854775807Z", "0001-01-01"],
     "region": ["EU", " NA ", "", None],
     "country": ["DE", "", " ", None, 3],
     "intent": ["high", "low", "HIGH", "", None, " medium "],
@@ -77,6 +81,18 @@ def test_every_lead_of_a_channel_takes_the_fast_path_typed_as_the_frame() -> Non
         got = typed_lead_record(record)
         assert got is not None and _same(got, row)
         assert lead_content(got) == lead_content(row)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_each_value_alone_is_typed_as_the_frame_or_left_to_it(name: str) -> None:
+    base = {n: cells[0] for n, cells in CELLS.items()}
+    for value in CELLS[name]:
+        record = {**base, name: value}
+        want, got = _reference(record), typed_lead_record(record)
+        if got is not None:
+            assert want is not None, f"accepted a lead the contract refuses: {record}"
+            assert _same(got, want), (record, got, want)
+    assert typed_lead_record(base) is not None
 
 
 def test_mixed_records_are_typed_as_the_frame_or_left_to_it() -> None:

@@ -54,10 +54,12 @@ def world() -> dict[str, Any]:
     records = rows(leads)
     history = ch.history
     y = history["converted"].to_numpy()
+    # the outcome and what follows it (a funnel stage) are not features
+    features = history.drop(columns=["converted", "stage"], errors="ignore")
     models = {}
     for kind in ("logistic", "gbm"):
         builder = FeatureBuilder()
-        X = builder.fit_transform(history.drop(columns=["converted"]), y, partners)
+        X = builder.fit_transform(features, y, partners)
         categorical = [builder.schema_.features.index(c) for c in builder.schema_.categorical]
         estimator = ConversionModel(kind=kind, categorical_features=categorical or None,
                                     random_state=0)

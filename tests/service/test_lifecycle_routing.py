@@ -17,7 +17,14 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.db import room
 from service.db.reroute import Actor
-from service.db.tables import Assignment, AuditEntry, Lead, RoundPartner, WebhookOutbox
+from service.db.tables import (
+    Assignment,
+    AuditEntry,
+    Lead,
+    RoundPartner,
+    WebhookOutbox,
+    WebhookSubscription,
+)
 from service.routing import build_context, route_lead
 from tests.service.lifecycle_support import T0, Service, check_invariants, lead, service
 
@@ -106,9 +113,10 @@ def test_a_routed_lead_is_stored_audited_in_order_and_its_offer_sent_to_subscrib
         assert first["routed"], first
         with svc.session() as s:
             assert s.scalar(sa.select(sa.func.count()).select_from(WebhookOutbox)) == 0
-        hook = svc.post("/webhooks", json={"url": "http://127.0.0.1:9/hooks",
-                                           "events": ["offer_made"]})
-        assert hook.status_code == 201, hook.json()
+        with svc.session() as s:  # as POST /webhooks stores it (its URL checks aside)
+            s.add(WebhookSubscription(url="https://hooks.example.com/ops", secret="whsec_x",
+                                      events=["offer_made"], created_by="test"))
+            s.commit()
         body = svc.post("/route", json={"lead": lead(21)}).json()
         assert body["routed"], body
         again = svc.post("/route", json={"lead": lead(21)})  # same content: already live
