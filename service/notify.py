@@ -6,7 +6,9 @@ with ``FOR UPDATE SKIP LOCKED``, on SQLite with a conditional ``UPDATE ...
 WHERE status = 'pending'`` — either way one worker sends each event.  A worker
 that dies mid-delivery leaves a lease that runs out, and the event is sent
 again (receivers de-duplicate on the event id, ``X-Fairlead-Delivery``).
-Retries and their backoff are :class:`~service.lifecycle.webhooks.WebhookSender`'s;
+Retries and their backoff are :class:`~service.lifecycle.webhooks.WebhookSender`'s,
+and so is the destination check before each attempt (a URL whose host now
+resolves to a refused address is not sent: the attempt is logged as failed);
 each attempt is a row of ``webhook_deliveries``.
 """
 
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.outbox import DbDeliveryLog
 from service.db.tables import WebhookOutbox, WebhookSubscription
 from service.lifecycle.clock import Clock
+from service.lifecycle.destinations import DestinationPolicy
 from service.lifecycle.webhooks import RetryPolicy, WebhookEvent, WebhookSender
 
 
@@ -61,7 +64,8 @@ def deliver_pending(sessions: sessionmaker[Session], clock: Clock, *,
                     retry: RetryPolicy | None = None,
                     sleep: Callable[[float], None] | None = None,
                     client: httpx.Client | None = None, max_events: int = 1000,
-                    lease_s: float = 900.0) -> DispatchReport:
+                    lease_s: float = 900.0,
+                    destinations: DestinationPolicy | None = None) -> DispatchReport:
     """Deliver up to ``max_events`` pending events; returns how many went out or failed.
 
     Parameters
@@ -78,6 +82,9 @@ def deliver_pending(sessions: sessionmaker[Session], clock: Clock, *,
     max_events : int
     lease_s : float
         How long a worker holds an event before another may send it again.
+    destinations : DestinationPolicy, optional
+        Where events may be sent (``Settings.webhook_destinations()``); default:
+        public addresses only.
     """
     report = DispatchReport()
     own = client is None
@@ -95,7 +102,8 @@ def deliver_pending(sessions: sessionmaker[Session], clock: Clock, *,
                 if sub.active:
                     sender = WebhookSender(retry=retry, log=DbDeliveryLog(sessions, sub.id),
                                            client=http, clock=clock,
-                                           sleep=sleep or time.sleep)
+                                           sleep=sleep or time.sleep,
+                                           destinations=destinations)
                     event = WebhookEvent(row.event_id, row.event_type, row.created_at,
                                          dict(row.data))
                     result = sender.deliver(sub.url, sub.secret, event)

@@ -68,7 +68,8 @@ class LifecycleJob:
             retry = RetryPolicy(max_attempts=settings.webhook_max_attempts,
                                 base_delay_s=settings.webhook_base_delay_s,
                                 timeout_s=settings.webhook_timeout_s, jitter=0.2)
-            deliver_pending(state.sessionmaker, state.clock, retry=retry, sleep=self._sleep)
+            deliver_pending(state.sessionmaker, state.clock, retry=retry, sleep=self._sleep,
+                            destinations=settings.webhook_destinations())
         except _StoppingError:
             pass
         except Exception:  # the job must outlive a bad pass; the next one retries

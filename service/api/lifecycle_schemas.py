@@ -146,7 +146,11 @@ class RouteResult(BaseModel):
 
 
 class WebhookCreate(BaseModel):
-    url: Text = Field(max_length=2000, description="http(s) URL that receives signed POSTs")
+    url: Text = Field(max_length=2000, description=(
+        "http(s) URL that receives signed POSTs: a host, no user:pass@, a port in 1-65535; "
+        "unless the operator allows private addresses (FAIRLEAD_WEBHOOK_ALLOW_PRIVATE), the "
+        "host must resolve to public addresses only; FAIRLEAD_WEBHOOK_ALLOWED_HOSTS may "
+        "restrict the hosts"))
     events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES),
                               json_schema_extra={"items": {"enum": list(EVENT_TYPES)}})
     partner_id: Ident | None = Field(None, description="Admin only: the partner the "

@@ -56,6 +56,7 @@ def sweep_command(
     from service.db.sweep import sweep
     from service.lifecycle.clock import SystemClock
     from service.notify import deliver_pending
+    from service.settings import Settings
 
     engine = _engine(db)
     try:
@@ -64,7 +65,9 @@ def sweep_command(
         report = sweep(sessions, clock, warn_within_hours=warn_hours)
         summary = report.as_dict()
         if webhooks:
-            sent = deliver_pending(sessions, clock)
+            # FAIRLEAD_WEBHOOK_ALLOW_PRIVATE / _ALLOWED_HOSTS apply here as in the service.
+            sent = deliver_pending(sessions, clock,
+                                   destinations=Settings().webhook_destinations())
             summary.update(webhooks_delivered=sent.delivered, webhooks_failed=sent.failed)
     finally:
         engine.dispose()

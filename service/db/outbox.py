@@ -17,13 +17,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from allocator.errors import InputError, InputProblem
 from service.db.tables import WebhookDelivery, WebhookOutbox, WebhookSubscription
+from service.lifecycle.destinations import (
+    DestinationError,
+    DestinationPolicy,
+    UnresolvedHostError,
+    redact,
+    url_problems,
+)
 from service.lifecycle.webhooks import EVENT_TYPES, DeliveryAttempt, make_event
 
 
@@ -58,19 +64,38 @@ def offer_data(offer_id: int, lead: Any, partner_id: str, accept_by: datetime | 
             "lead": {f: getattr(lead, f) for f in BLIND_LEAD_FIELDS}, **extra}
 
 
-def check_subscription(url: str, events: Sequence[str]) -> list[str]:
+def check_subscription(url: str, events: Sequence[str],
+                       destinations: DestinationPolicy | None = None) -> list[str]:
     """The events of a new subscription, de-duplicated, after checking ``url`` and names.
+
+    Parameters
+    ----------
+    url : str
+    events : sequence of str
+    destinations : DestinationPolicy, optional
+        Where webhooks may go (default: public addresses only); the host is
+        resolved now, so a name without an address is refused too.
 
     Raises
     ------
     InputError
-        Every problem at once: a URL that is not absolute http(s), an unknown event.
+        Every problem at once: a URL that breaks the rules (http(s), a host, no
+        credentials, a valid port), a destination the policy refuses (with the
+        address and the setting that would allow it), an unknown event.
     """
     problems: list[InputProblem] = []
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(InputProblem("webhook", None, "url", url,
-                                     "the url must be an absolute http:// or https:// URL"))
+    url_rules = url_problems(url)
+    if url_rules:
+        problems += [InputProblem("webhook", None, "url", redact(url), rule)
+                     for rule in url_rules]
+    else:
+        try:
+            (destinations or DestinationPolicy()).check(url)
+        except UnresolvedHostError as exc:
+            problems.append(InputProblem("webhook", None, "url", url,
+                                         f"{exc}; subscribe a host that resolves"))
+        except DestinationError as exc:
+            problems.append(InputProblem("webhook", None, "url", url, str(exc)))
     if not events:
         problems.append(InputProblem("webhook", None, "events", [],
                                      "name at least one event: " + ", ".join(EVENT_TYPES)))
@@ -84,12 +109,16 @@ def check_subscription(url: str, events: Sequence[str]) -> list[str]:
 
 
 def subscribe(session: Session, partner_id: str | None, url: str, events: Sequence[str],
-              created_by: str, now: datetime) -> WebhookSubscription:
-    """Store a subscription with a fresh signing secret (the caller commits and shows it once)."""
+              created_by: str, now: datetime,
+              destinations: DestinationPolicy | None = None) -> WebhookSubscription:
+    """Store a subscription with a fresh signing secret (the caller commits and shows it once).
+
+    ``destinations`` is the policy ``url`` must pass (see :func:`check_subscription`).
+    """
     row = WebhookSubscription(partner_id=partner_id, url=url,
                               secret=f"whsec_{secrets.token_urlsafe(32)}",
-                              events=check_subscription(url, events), active=True,
-                              created_at=now, created_by=created_by)
+                              events=check_subscription(url, events, destinations),
+                              active=True, created_at=now, created_by=created_by)
     session.add(row)
     session.flush()
     return row

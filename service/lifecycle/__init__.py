@@ -3,7 +3,8 @@
 Pure pieces the service wires in: :mod:`service.lifecycle.states` (state
 machine, reasons, deadlines, pool cascade, re-route rule),
 :mod:`service.lifecycle.webhooks` (signed events, delivery with retries and a
-log) and :mod:`service.lifecycle.clock` (injectable time).
+log), :mod:`service.lifecycle.destinations` (where webhooks may be sent) and
+:mod:`service.lifecycle.clock` (injectable time).
 """
 
 from service.lifecycle.clock import Clock, FrozenClock, SystemClock

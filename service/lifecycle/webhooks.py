@@ -13,6 +13,14 @@ least the receiver's ``Retry-After``); any other status is final (the receiver
 said no).  Every attempt is a :class:`DeliveryAttempt` appended to a
 :class:`DeliveryLog`, which the service stores in its database; sleep and clock
 are injected so tests drive the waits without waiting.
+
+Destinations: before every attempt the URL is checked against the
+:class:`~service.lifecycle.destinations.DestinationPolicy`, DNS included, so a
+name rebound to a private address since it was subscribed is caught.  A
+refused destination is not contacted and the attempt is final (``failed``,
+with the reason); a host that does not resolve is retried like a refused
+connection.  The POST goes to the addresses that were checked (the name in
+``Host`` and in TLS SNI), never to those of a second lookup.
 """
 
 from __future__ import annotations
@@ -33,6 +41,12 @@ import httpx
 
 from allocator.errors import InputError, InputProblem
 from service.lifecycle.clock import Clock, SystemClock, require_aware
+from service.lifecycle.destinations import (
+    DestinationError,
+    DestinationPolicy,
+    Target,
+    UnresolvedHostError,
+)
 
 SIGNATURE_HEADER = "X-Fairlead-Signature"
 EVENT_HEADER = "X-Fairlead-Event"
@@ -313,6 +327,8 @@ class WebhookSender:
         Source of the signed timestamps and of ``sent_at``.
     rng : random.Random, optional
         For jitter.
+    destinations : DestinationPolicy, optional
+        Where events may be sent; default: public addresses only.
     """
 
     def __init__(
@@ -324,6 +340,7 @@ class WebhookSender:
         sleep: Callable[[float], None] = time.sleep,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        destinations: DestinationPolicy | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.log: DeliveryLog = log if log is not None else MemoryDeliveryLog()
@@ -333,6 +350,7 @@ class WebhookSender:
         self.sleep = sleep
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
+        self.destinations = destinations or DestinationPolicy()
 
     def __enter__(self) -> WebhookSender:
         return self
@@ -345,17 +363,27 @@ class WebhookSender:
         if self._own_client:
             self.client.close()
 
-    def _post(self, url: str, body: bytes, secret: str | bytes, event: WebhookEvent,
+    def _post(self, target: Target, body: bytes, secret: str | bytes, event: WebhookEvent,
               attempt: int) -> tuple[httpx.Response | None, str | None]:
         ts = int(self.clock.now().timestamp())
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                    SIGNATURE_HEADER: sign(body, secret, ts), EVENT_HEADER: event.type,
-                   DELIVERY_HEADER: event.id, ATTEMPT_HEADER: str(attempt)}
-        try:
-            return self.client.post(url, content=body, headers=headers,
-                                    timeout=self.retry.timeout_s), None
-        except httpx.TransportError as exc:
-            return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                   DELIVERY_HEADER: event.id, ATTEMPT_HEADER: str(attempt),
+                   "Host": target.host_header}
+        # TLS still verifies the certificate for the name: it is the SNI server name.
+        extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+        error = "no address"
+        # Like socket.create_connection: the next checked address when one refuses.
+        for address in target.addresses:
+            try:
+                return self.client.post(target.pinned(address), content=body, headers=headers,
+                                        timeout=self.retry.timeout_s,
+                                        extensions=extensions), None
+            except httpx.ConnectError as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except httpx.TransportError as exc:
+                return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None, error
 
     def deliver(self, url: str, secret: str | bytes, event: WebhookEvent) -> DeliveryResult:
         """POST ``event`` to ``url`` until delivered, refused, or out of attempts."""
@@ -365,11 +393,22 @@ class WebhookSender:
         for k in range(1, self.retry.max_attempts + 1):
             sent_at = self.clock.now().astimezone(UTC)
             t0 = time.perf_counter()
-            resp, error = self._post(url, body, secret, event, k)
+            resp: httpx.Response | None = None
+            refused = False
+            try:
+                target = self.destinations.check(url)
+            except UnresolvedHostError as exc:
+                error: str | None = str(exc)
+            except DestinationError as exc:
+                refused, error = True, f"not sent: {exc}"
+            else:
+                resp, error = self._post(target, body, secret, event, k)
             ms = (time.perf_counter() - t0) * 1e3
             code = resp.status_code if resp is not None else None
-            if code is not None and 200 <= code < 300:
-                outcome: Outcome = "delivered"
+            if refused:
+                outcome: Outcome = "failed"  # the policy will say no again: never retried
+            elif code is not None and 200 <= code < 300:
+                outcome = "delivered"
             elif code is None or code >= 500 or code in RETRY_STATUSES:
                 outcome = "retry" if k < self.retry.max_attempts else "failed"
             else:

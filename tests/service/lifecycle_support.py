@@ -112,11 +112,15 @@ class Service:
 
 @contextmanager
 def service(db_url: str, folder: Any, *, start: datetime = T0, round_leads: int = 8,
-            run_round: bool = True) -> Iterator[Service]:
-    """A migrated service with the channel above and (``run_round``) a first round at ``start``."""
+            run_round: bool = True, **settings_overrides: Any) -> Iterator[Service]:
+    """A migrated service with the channel above and (``run_round``) a first round at ``start``.
+
+    ``settings_overrides`` are further :class:`Settings` fields (``webhook_allow_private=True``
+    for a test whose webhook receiver listens on 127.0.0.1).
+    """
     clock = FrozenClock(start)
     settings = Settings(database_url=db_url, model_dir=folder / "models",
-                        round_time_limit_s=20, lifecycle_interval_s=None)
+                        round_time_limit_s=20, lifecycle_interval_s=None, **settings_overrides)
     app = create_app(settings, clock=clock)
     with TestClient(app) as client:
         svc = Service(app, client, clock, {})

@@ -56,8 +56,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           ) -> Iterator[World]:
     folder: Path = tmp_path_factory.mktemp("access")
     with copied_database(request, request.param, folder) as url:
+        # webhook_allow_private: the subscription below names a local URL (nothing is sent)
         app = create_app(Settings(database_url=url, model_dir=folder / "models",
-                                  lifecycle_interval_s=None))
+                                  lifecycle_interval_s=None, webhook_allow_private=True))
         with TestClient(app) as client:
             admin = _key(client, "admin")
             ch = channel()

@@ -1,9 +1,15 @@
 """Webhooks end to end: subscriptions over HTTP, events from real lifecycle steps, delivered
-to a real HTTP server on 127.0.0.1 with valid signatures, retried with backoff, logged."""
+to a real HTTP server on 127.0.0.1 with valid signatures, retried with backoff, logged.
+
+The receiver is local, so these services set ``webhook_allow_private=True``; the
+refusal of private destinations (at subscription and at delivery) is tested here too.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +21,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from service.db import outbox
 from service.db.tables import WebhookOutbox
+from service.lifecycle import destinations
+from service.lifecycle.destinations import DestinationPolicy
 from service.lifecycle.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -83,13 +92,14 @@ def _subscribe(svc: Service, who: dict[str, str], url: str, **extra: Any) -> dic
 def _deliver(svc: Service) -> tuple[int, int]:
     report = deliver_pending(svc.app.state.sessionmaker, svc.clock,
                              retry=RetryPolicy(max_attempts=3, base_delay_s=2.0),
-                             sleep=svc.clock.sleep)
+                             sleep=svc.clock.sleep,
+                             destinations=svc.app.state.settings.webhook_destinations())
     return report.delivered, report.failed
 
 
 def test_events_reach_a_real_receiver_signed_retried_and_logged(
         db_url: str, tmp_path: Path, receiver: Receiver) -> None:
-    with service(db_url, tmp_path, run_round=False) as svc:
+    with service(db_url, tmp_path, run_round=False, webhook_allow_private=True) as svc:
         ops = _subscribe(svc, svc.admin, receiver.url + "/ops")
         mine = {p: _subscribe(svc, svc.partner[p], f"{receiver.url}/{p}")
                 for p in ("P1", "P2", "P3", "P4", "P5")}
@@ -181,3 +191,65 @@ def _later_events(svc: Service, receiver: Receiver, mine: dict[str, dict[str, An
         reclaimed = receiver.events(path, "lead_reclaimed")
         assert [e["body"]["data"]["lead_id"] for e in reclaimed] == [kept.lead_id]
         assert "no contact reported" in reclaimed[0]["body"]["data"]["reason"]
+
+
+def _log(svc: Service, sub_id: int) -> list[dict[str, Any]]:
+    r = svc.get(f"/webhooks/{sub_id}/deliveries", params={"limit": 1000})
+    assert r.status_code == 200, r.json()
+    return list(r.json()["items"])
+
+
+def _outbox_statuses(svc: Service) -> set[str]:
+    with svc.session() as s:
+        return set(s.scalars(sa.select(WebhookOutbox.status)))
+
+
+def test_a_host_rebound_to_a_private_address_is_not_sent_logged_failed_never_retried(
+        db_url: str, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name resolves to a public address when subscribed, then to the
+    receiver's own 127.0.0.1.  The default policy refuses the delivery before connecting."""
+    answers = {"hooks.partner.test": [ipaddress.ip_address("93.184.215.14")]}
+
+    def resolve(host: str, port: int) -> list[Any]:
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return answers[host]
+
+    monkeypatch.setattr(destinations, "resolve_host", resolve)
+    port = receiver.url.rsplit(":", 1)[1]
+    with service(db_url, tmp_path, run_round=False) as svc:  # the default: public only
+        url = f"http://hooks.partner.test:{port}/ops"
+        hook = _subscribe(svc, svc.admin, url)
+        answers["hooks.partner.test"] = [ipaddress.ip_address("127.0.0.1")]
+        assert svc.post("/rounds", json={"policy": {"toml": POLICY_TOML}}).status_code == 201
+        offers = svc.live()
+        assert offers and _deliver(svc) == (0, len(offers))
+        assert receiver.got == [] and svc.clock.sleeps == []  # not contacted, not retried
+        log = _log(svc, hook["id"])
+        assert [(d["attempt"], d["outcome"], d["status_code"], d["url"]) for d in log] == [
+            (1, "failed", None, url)] * len(offers)
+        assert log[0]["error"].startswith(
+            "not sent: the url's host hooks.partner.test resolves to 127.0.0.1, which is a "
+            "loopback address")
+        assert "FAIRLEAD_WEBHOOK_ALLOW_PRIVATE=1" in log[0]["error"]
+        assert _outbox_statuses(svc) == {"failed"}
+        assert _deliver(svc) == (0, 0) and len(_log(svc, hook["id"])) == len(offers)
+
+
+def test_a_subscription_the_policy_no_longer_allows_is_refused_at_delivery(
+        db_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """A URL stored while private addresses were allowed (or before the policy existed) is
+    checked again when delivering: the service now refuses it; nothing reaches it."""
+    with service(db_url, tmp_path, run_round=False) as svc:
+        with svc.session() as s:
+            sub = outbox.subscribe(s, None, receiver.url + "/ops", EVENTS, "ops", svc.clock.now(),
+                                   DestinationPolicy(allow_private=True))
+            s.commit()
+            sub_id = sub.id
+        assert svc.post("/rounds", json={"policy": {"toml": POLICY_TOML}}).status_code == 201
+        n = len(svc.live())
+        assert _deliver(svc) == (0, n) and receiver.got == []
+        log = _log(svc, sub_id)
+        assert [d["outcome"] for d in log] == ["failed"] * n
+        assert "the url's host 127.0.0.1 is a loopback address" in log[0]["error"]
+        assert _outbox_statuses(svc) == {"failed"}

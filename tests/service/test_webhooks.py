@@ -1,20 +1,32 @@
-"""Webhooks against a real HTTP receiver on 127.0.0.1: signatures, retries, backoff, the log."""
+"""Webhooks against a real HTTP receiver on 127.0.0.1: signatures, retries, backoff, the log.
+
+The receiver is local, so the senders here allow private destinations
+explicitly (``LOCAL``); the default policy's refusal has tests of its own.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 
 from allocator.errors import InputError
+from service.lifecycle import destinations
 from service.lifecycle.clock import FrozenClock, SystemClock
+from service.lifecycle.destinations import DestinationPolicy
 from service.lifecycle.webhooks import (
     SIGNATURE_HEADER,
     MemoryDeliveryLog,
@@ -27,6 +39,7 @@ from service.lifecycle.webhooks import (
 )
 
 SECRET = "whsec_test_4f1c"
+LOCAL = DestinationPolicy(allow_private=True)  # the receiver listens on 127.0.0.1
 OFFER = {"offer_id": "O-1", "lead_id": "L-9", "partner_id": "P3",
          "accept_by": datetime(2025, 3, 4, 9, tzinfo=UTC)}
 
@@ -94,7 +107,7 @@ def receiver() -> Iterator[Receiver]:
 
 def _sender(sleeps: list[float], **retry: float) -> WebhookSender:
     return WebhookSender(retry=RetryPolicy(**retry), sleep=sleeps.append,  # type: ignore[arg-type]
-                         clock=SystemClock())
+                         clock=SystemClock(), destinations=LOCAL)
 
 
 def test_retries_with_backoff_until_delivered(receiver: Receiver) -> None:
@@ -129,7 +142,7 @@ def test_gives_up_after_max_attempts(receiver: Receiver) -> None:
     sleeps: list[float] = []
     log = MemoryDeliveryLog()
     sender = WebhookSender(retry=RetryPolicy(max_attempts=3, base_delay_s=2, max_delay_s=3),
-                           sleep=sleeps.append, log=log)
+                           sleep=sleeps.append, log=log, destinations=LOCAL)
     result = sender.deliver(receiver.url, SECRET, make_event("lead_won", {"lead_id": "L-1",
                                                                           "partner_id": "P3"}))
     sender.close()
@@ -172,7 +185,7 @@ def test_frozen_clock_signs_each_attempt_at_its_own_time(receiver: Receiver) -> 
     clock = FrozenClock(datetime(2025, 3, 3, 9, tzinfo=UTC))
     receiver.fail_first, receiver.now = 2, clock
     sender = WebhookSender(retry=RetryPolicy(base_delay_s=200, factor=3, max_delay_s=1000),
-                           sleep=clock.sleep, clock=clock)
+                           sleep=clock.sleep, clock=clock, destinations=LOCAL)
     result = sender.deliver(receiver.url, SECRET, make_event("offer_expiring", OFFER, clock=clock))
     assert result.delivered and clock.sleeps == [200.0, 600.0]
     stamps = [int(r["headers"][SIGNATURE_HEADER].split(",")[0][2:]) for r in receiver.requests]
@@ -234,3 +247,106 @@ def test_retry_policy_checks_and_jitter() -> None:
     with WebhookSender() as sender, pytest.raises(ValueError, match="secret must not be empty"):
         sender.deliver("http://127.0.0.1:9/", "", make_event(
             "lead_won", {"lead_id": "L", "partner_id": "P"}))
+
+
+# -- destinations -----------------------------------------------------------------------------
+
+WON = {"lead_id": "L", "partner_id": "P"}
+
+
+def test_the_default_policy_refuses_a_local_receiver_without_contacting_it(
+        receiver: Receiver) -> None:
+    sleeps: list[float] = []
+    with WebhookSender(sleep=sleeps.append) as sender:  # type: ignore[arg-type]
+        result = sender.deliver(receiver.url, SECRET, make_event("lead_won", WON))
+    assert not result.delivered and len(result.attempts) == 1 and sleeps == []
+    last = result.last
+    assert last.outcome == "failed" and last.status_code is None and last.url == receiver.url
+    assert last.error is not None and last.error.startswith(
+        "not sent: the url's host 127.0.0.1 is a loopback address")
+    assert "FAIRLEAD_WEBHOOK_ALLOW_PRIVATE=1" in last.error
+    assert receiver.requests == []
+
+
+def test_a_name_is_posted_to_the_address_checked_with_the_name_in_host(
+        receiver: Receiver) -> None:
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    result = _sender([]).deliver(url, SECRET, make_event("lead_won", WON))
+    assert result.delivered and result.last.url == url
+    port = url.split(":")[2].split("/")[0]
+    assert receiver.requests[0]["headers"]["Host"] == f"localhost:{port}"
+    assert receiver.requests[0]["path"] == "/hooks/fairlead"
+
+
+def test_the_next_checked_address_is_tried_when_one_refuses(
+        receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Like socket.create_connection: a name with a dead address and a live one still gets
+    # through.  No name on this machine has two addresses, so the resolver answers two.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    assert dead != int(receiver.url.split(":")[2].split("/")[0])
+    monkeypatch.setattr(destinations, "resolve_host", lambda host, port: [
+        ipaddress.ip_address("127.0.0.2"), ipaddress.ip_address("127.0.0.1")])
+    result = _sender([]).deliver(receiver.url.replace("127.0.0.1", "hooks.test"), SECRET,
+                                 make_event("lead_won", WON))
+    assert result.delivered and len(result.attempts) == 1 and len(receiver.requests) == 1
+
+
+def test_a_host_that_does_not_resolve_is_retried_like_a_refused_connection() -> None:
+    sleeps: list[float] = []
+    result = _sender(sleeps, max_attempts=2, base_delay_s=1).deliver(
+        "https://hooks.fairlead-test.invalid/x", SECRET, make_event("lead_won", WON))
+    assert [a.outcome for a in result.attempts] == ["retry", "failed"] and sleeps == [1.0]
+    assert all(a.error and "hooks.fairlead-test.invalid does not resolve" in a.error
+               for a in result.attempts)
+
+
+def _https_receiver(folder: Path, name: str) -> tuple[ThreadingHTTPServer, Path]:
+    """An HTTPS server on 127.0.0.1 whose self-signed certificate names ``name``."""
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(204 if self.headers["Host"].startswith("localhost:") else 400)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    return server, cert
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize("cert_name", ["localhost", "other.example"])
+def test_https_to_a_checked_address_still_verifies_the_certificate_for_the_name(
+        tmp_path: Path, cert_name: str) -> None:
+    """The POST goes to 127.0.0.1, yet TLS checks the certificate against ``localhost``
+    (the SNI name): a certificate for that name passes, one for another name fails."""
+    server, cert = _https_receiver(tmp_path, cert_name)
+    try:
+        url = f"https://localhost:{server.server_address[1]}/hooks"
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert)),
+                          follow_redirects=False) as client:
+            result = WebhookSender(retry=RetryPolicy(max_attempts=1), client=client,
+                                   destinations=LOCAL).deliver(
+                url, SECRET, make_event("lead_won", WON))
+    finally:
+        server.shutdown()
+        server.server_close()
+    if cert_name == "localhost":
+        assert result.delivered and result.last.status_code == 204
+    else:
+        assert not result.delivered and result.last.error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in result.last.error

@@ -5,6 +5,18 @@ Each POST is signed: ``X-Fairlead-Signature: t=<unix>,v1=<HMAC-SHA256 of "t." + 
 with the subscription's secret, shown once when it is created.  Failed
 deliveries are retried with exponential backoff; every attempt is listed under
 ``/webhooks/{id}/deliveries``.
+
+Destinations (against server-side request forgery): the URL must be ``http`` or
+``https``, name a host, carry no ``user:pass@`` and have a port in 1-65535.  By
+default its host — an IP literal or every address its name resolves to — must
+be public: loopback, private, link-local, shared, multicast, reserved and
+unspecified addresses are refused with a 422 naming the address, unless the
+operator sets ``FAIRLEAD_WEBHOOK_ALLOW_PRIVATE=1``; a name that does not resolve
+is refused too.  When ``FAIRLEAD_WEBHOOK_ALLOWED_HOSTS`` is set (``hooks.example.com``,
+``*.example.com``, comma-separated), only those hosts are accepted, in addition.
+The same check runs before every delivery, since DNS may change after
+subscribing: a refused delivery is not sent and is logged as ``failed`` with the
+reason, never retried.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Query, Response, status
 
-from service.api.deps import PARTNER, CallerDep, ClockDep, SessionDep
+from service.api.deps import PARTNER, CallerDep, ClockDep, SessionDep, SettingsDep
 from service.api.errors import NotFoundError, responses
 from service.api.fields import RowId
 from service.api.lifecycle_schemas import (
@@ -43,9 +55,10 @@ def _own(session: SessionDep, caller: Principal, subscription_id: int) -> Webhoo
              summary="Subscribe a URL to lifecycle events (the signing secret is shown once)",
              responses=responses(400, 403, 404, 422))
 def subscribe(body: WebhookCreate, session: SessionDep, caller: CallerDep,
-              clock: ClockDep) -> WebhookCreated:
+              clock: ClockDep, settings: SettingsDep) -> WebhookCreated:
     """A partner key subscribes for its own partner; an admin key for a partner
-    (``partner_id``) or for ops (no ``partner_id``: every event)."""
+    (``partner_id``) or for ops (no ``partner_id``: every event).  The URL must pass
+    the destination policy (see the module docstring): a 422 says which rule it breaks."""
     partner_id = body.partner_id
     if caller.role == PARTNER:
         if partner_id not in (None, caller.partner_id):
@@ -56,7 +69,7 @@ def subscribe(body: WebhookCreate, session: SessionDep, caller: CallerDep,
     elif partner_id is not None and session.get(Partner, partner_id) is None:
         raise NotFoundError("partner", partner_id)
     row = outbox.subscribe(session, partner_id, body.url, body.events, caller.actor,
-                           clock.now())
+                           clock.now(), settings.webhook_destinations())
     audit.record(session, actor=caller.actor, actor_role=caller.role,
                  action="webhook.subscribed", entity_type="webhook", entity_id=str(row.id),
                  partner_id=partner_id, at=clock.now(),
