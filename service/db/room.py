@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 from allocator.policy import Policy
 from service.db.policies import load_stored
 from service.db.rounds import DECLINED_STATES
-from service.db.tables import Assignment, Round, RoundCandidates, RoundPartner, StoredPolicy
+from service.db.tables import (
+    Assignment,
+    Round,
+    RoundCandidates,
+    RoundPartner,
+    StoredPolicy,
+    table_of,
+)
 
 #: Tolerance on capacity units (efforts are floats).
 EPS = 1e-9
@@ -95,13 +102,13 @@ def take(session: Session, round_id: int, partner_id: str, units: float, *,
     the pool chooses to take more work).
     """
     lock(session)
-    where = [RoundPartner.round_id == round_id, RoundPartner.partner_id == partner_id]
+    table = table_of(RoundPartner)
+    c = table.c
+    where = [c.round_id == round_id, c.partner_id == partner_id]
     if enforce:
-        where.append(RoundPartner.used_units + units <= RoundPartner.capacity_units + EPS)
-    result = session.execute(
-        sa.update(RoundPartner).where(*where)
-        .values(used_units=RoundPartner.used_units + units)
-        .execution_options(synchronize_session=False))
+        where.append(c.used_units + units <= c.capacity_units + EPS)
+    # a table-level UPDATE: no ORM object holds these rows, so nothing to synchronize
+    result = session.execute(sa.update(table).where(*where).values(used_units=c.used_units + units))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

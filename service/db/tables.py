@@ -46,6 +46,13 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
 
 
+def table_of(model: type[Base]) -> sa.Table:
+    """The table of a mapped class, for table-level statements (no ORM bookkeeping)."""
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
 class Partner(Base):
     __tablename__ = "partners"
 
