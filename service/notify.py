@@ -87,9 +87,10 @@ def deliver_pending(sessions: sessionmaker[Session], clock: Clock, *,
         public addresses only.
     """
     report = DispatchReport()
-    own = client is None
     retry = retry or RetryPolicy()
-    http = client or httpx.Client(timeout=retry.timeout_s, follow_redirects=False)
+    # made on the first event only: a client's TLS context costs tens of ms of CPU, which a
+    # pass with nothing to send (the usual one, every few seconds) should not spend
+    http = client
     try:
         with sessions() as session:
             for _ in range(max_events):
@@ -100,6 +101,8 @@ def deliver_pending(sessions: sessionmaker[Session], clock: Clock, *,
                 assert sub is not None
                 delivered, attempts = False, 0
                 if sub.active:
+                    if http is None:
+                        http = httpx.Client(timeout=retry.timeout_s, follow_redirects=False)
                     sender = WebhookSender(retry=retry, log=DbDeliveryLog(sessions, sub.id),
                                            client=http, clock=clock,
                                            sleep=sleep or time.sleep,
@@ -120,6 +123,6 @@ def deliver_pending(sessions: sessionmaker[Session], clock: Clock, *,
                 else:
                     report.failed += 1
     finally:
-        if own:
+        if client is None and http is not None:
             http.close()
     return report

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -184,10 +185,12 @@ def build_context(session: Session, scorer: Any, model_version: str | None, *,
 class RoutingCache:
     """One routing context per process, rebuilt when a round, the partners or the model change."""
 
-    def __init__(self) -> None:
+    def __init__(self, write_lock: threading.Lock | None = None) -> None:
         self._lock = threading.Lock()
         self.context: RoutingContext | None = None
         self.batcher = ScoringBatcher()
+        #: The app's SQLite write lock (``None`` on PostgreSQL): re-pricing writes under it.
+        self.write_lock = write_lock
 
     def get(self, session: Session, scorer: Any, model_version: str | None,
             expected_arrivals: int | None = None) -> RoutingContext:
@@ -217,13 +220,17 @@ class RoutingCache:
         result = ctx.router.reprice()
         prices = dict(zip(ctx.router.partner_ids, result.price.tolist(), strict=True))
         source = (f"{result.price_source}, re-solved on {result.n_leads} leads")[:64]
-        with sessions() as session:
+        rows = [{"r": ctx.round_id, "p": pid, "price": float(price)} for pid, price in
+                prices.items()]
+        c = table_of(RoundPartner).c
+        update = (sa.update(table_of(RoundPartner))
+                  .where(c.round_id == sa.bindparam("r"), c.partner_id == sa.bindparam("p"))
+                  .values(price=sa.bindparam("price"), price_source=source, priced_at=now))
+        # in-process writers queue on the write lock (SQLite) rather than meet this
+        # transaction in SQLite's busy handler, which sleeps in steps of up to 100 ms
+        with self.write_lock or nullcontext(), sessions() as session:
             room.lock(session)
-            for pid, price in prices.items():
-                session.execute(sa.update(RoundPartner).where(
-                    RoundPartner.round_id == ctx.round_id, RoundPartner.partner_id == pid)
-                    .values(price=float(price), price_source=source, priced_at=now)
-                    .execution_options(synchronize_session=False))
+            session.execute(update, rows)  # one statement for every partner
             audit.record(session, actor="router", actor_role="system",
                          action="prices.repriced", entity_type="round",
                          entity_id=str(ctx.round_id), round_id=ctx.round_id,

@@ -97,10 +97,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.model = not_loaded()
     app.state.clock = clock or SystemClock()
-    app.state.routing = RoutingCache()
     # SQLite takes one writer at a time: hot write paths queue on this lock in-process
     app.state.write_lock = (threading.Lock() if app.state.engine.dialect.name == "sqlite"
                             else None)
+    app.state.routing = RoutingCache(write_lock=app.state.write_lock)
     app.state.lifecycle_job = None
     install_handlers(app)
     for module in (
