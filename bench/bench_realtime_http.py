@@ -4,21 +4,23 @@ A simulated channel is loaded into a fresh database and a round is run over
 part of its leads (its prices and pairs feed the router).  Then, in one run:
 
 1. **in process** — what the endpoint does, minus HTTP, one new lead at a time:
-   validate and score (``ScoringBatcher``, a batch of one), ingest,
-   ``service.routing.route_lead`` (decide, take room, store), commit;
-2. **over HTTP** — a real ``uvicorn`` server in its own process on 127.0.0.1,
-   sent ``POST /route`` with new leads at a fixed rate (open loop: each request
+   validate and score (``ScoringBatcher.score``: the one-lead fast path of
+   :mod:`service.route_scoring`), ingest, ``service.routing.route_lead``
+   (decide, take room, store), commit;
+2. **over HTTP** — a real ``uvicorn`` server in its own process on 127.0.0.1
+   (its background job every 5 s: sweep, re-pricing, webhooks), sent
+   ``POST /route`` with new leads at a fixed rate (open loop: each request
    leaves on schedule whether or not earlier ones have returned) for a bounded
-   time; latency is measured at the client.  Concurrent requests are validated
-   and scored together (the batch sizes the server formed are not visible here;
-   the in-process figure is the cost of a batch of one).
+   time; latency is measured at the client.
 
 The decision alone (``RealtimeRouter.route``) is timed too.  Reported: p50,
 p90, p99 and max per mode, the rate answers came back at, the HTTP/in-process
 ratio, the share of leads routed (the rest held: no partner's score beat its
 price, or no room), and whether HTTP p99 meets the 50 ms target.  Each HTTP
 run lasts ``--seconds`` (default 8; two rates by default, the target 100/s and
-40/s); the script stops by itself and stops the server it started.
+40/s); the script stops by itself and stops the server it started.  With
+``--db`` naming a PostgreSQL server, the run gets a new database there
+(``CREATE DATABASE``, dropped at the end), so runs never meet each other's leads.
 
 Usage: ``.venv/bin/python bench/bench_realtime_http.py [--rates 100,40] [--seconds 8]
 [--partners 60] [--workers 1] [--db postgresql+psycopg://...]``
@@ -34,7 +36,10 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +67,26 @@ def _rows(frame: Any) -> list[dict[str, Any]]:
     from tests.service.api_support import rows
 
     return rows(frame)
+
+
+@contextmanager
+def fresh_database(url: str | None, folder: Path) -> Iterator[str]:
+    """A new SQLite file, or a new database on the PostgreSQL server of ``url`` (dropped after)."""
+    if url is None or not url.startswith("postgresql"):
+        yield url or f"sqlite:///{folder / 'fairlead.db'}"
+        return
+    import sqlalchemy as sa
+
+    name = f"fairlead_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def _free_port() -> int:
@@ -239,12 +264,16 @@ def main() -> None:
     ap.add_argument("--in-process", type=int, default=300, help="leads routed in process")
     ap.add_argument("--db", default=None, help="database URL (default: a new SQLite file)")
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=1,
-                    help="uvicorn worker processes (one batches more leads per pass)")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-route-"))
-    db_url = args.db or f"sqlite:///{folder / 'fairlead.db'}"
+    with fresh_database(args.db, folder) as db_url:
+        run(args, folder, db_url)
+
+
+def run(args: argparse.Namespace, folder: Path, db_url: str) -> None:
+    """Set up, then time the decision alone, in process, and over HTTP at each rate."""
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     n_http = [int(r * args.seconds) for r in rates]
     t0 = time.perf_counter()

@@ -226,18 +226,22 @@ class RoutingCache:
         update = (sa.update(table_of(RoundPartner))
                   .where(c.round_id == sa.bindparam("r"), c.partner_id == sa.bindparam("p"))
                   .values(price=sa.bindparam("price"), price_source=source, priced_at=now))
-        # in-process writers queue on the write lock (SQLite) rather than meet this
-        # transaction in SQLite's busy handler, which sleeps in steps of up to 100 ms
-        with self.write_lock or nullcontext(), sessions() as session:
-            room.lock(session)
-            session.execute(update, rows)  # one statement for every partner
-            audit.record(session, actor="router", actor_role="system",
-                         action="prices.repriced", entity_type="round",
-                         entity_id=str(ctx.round_id), round_id=ctx.round_id,
-                         reason=f"capacity prices re-solved after {ctx.router.n_seen} "
-                         f"arrivals ({result.n_leads} leads, {result.n_pairs} pairs)",
-                         detail={"prices": prices, "solve_s": result.solve_s}, at=now)
-            session.commit()
+        with sessions() as session:
+            # The connection first, then the write lock, in that order as requests take them:
+            # holding the lock while waiting for a connection that requests queued on the lock
+            # hold would deadlock.  Under the lock (SQLite), in-process writers queue on it
+            # rather than meet this transaction in SQLite's busy handler (sleeps of up to 100 ms).
+            session.connection()
+            with self.write_lock or nullcontext():
+                room.lock(session)
+                session.execute(update, rows)  # one statement for every partner
+                audit.record(session, actor="router", actor_role="system",
+                             action="prices.repriced", entity_type="round",
+                             entity_id=str(ctx.round_id), round_id=ctx.round_id,
+                             reason=f"capacity prices re-solved after {ctx.router.n_seen} "
+                             f"arrivals ({result.n_leads} leads, {result.n_pairs} pairs)",
+                             detail={"prices": prices, "solve_s": result.solve_s}, at=now)
+                session.commit()
         ctx.price_source = source
         return True
 

@@ -211,6 +211,43 @@ def test_prices_are_re_solved_as_arrivals_consume_capacity(db_url: str,
             check_invariants(s)
 
 
+def test_a_reprice_waits_for_a_connection_before_the_write_lock(db_url: str,
+                                                               tmp_path: Path) -> None:
+    """SQLite: requests hold a connection while they queue on the write lock, so a re-price
+    that took the lock first and then waited for a connection would deadlock them all."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the in-process write lock is SQLite's")
+    with service(db_url, tmp_path) as svc:
+        assert svc.post("/route", json={"lead": lead(40)}).json()["routed"]
+        state = svc.app.state
+        write_lock, pool = state.write_lock, state.engine.pool
+        assert write_lock is not None and state.routing.context.router.reprice_due
+        n = pool.size() + pool._max_overflow  # every connection the pool will give
+        holding, go = threading.Barrier(n + 1, timeout=30), threading.Event()
+
+        def request() -> None:  # as POST /route: a connection, then the write lock
+            with state.sessionmaker() as s:
+                s.connection()
+                holding.wait()
+                assert go.wait(30)
+                with write_lock:
+                    s.execute(sa.select(1))
+
+        requests = [threading.Thread(target=request) for _ in range(n)]
+        for t in requests:
+            t.start()
+        holding.wait()  # the pool is empty
+        done: list[bool] = []
+        job = threading.Thread(target=lambda: done.append(
+            state.routing.reprice_if_due(state.sessionmaker, svc.clock.now())))
+        job.start()
+        job.join(0.5)  # waiting for a connection (must not hold the lock meanwhile)
+        go.set()
+        for t in [*requests, job]:
+            t.join(20)
+        assert done == [True] and not any(t.is_alive() for t in requests)
+
+
 def test_leads_scored_together_get_what_a_round_gives_each(tmp_path: Path) -> None:
     """Concurrent requests each get their own answer (the round's pairs and values for its
     lead) or their own errors, as its only row; a scorer that reads frames serves them in
