@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -108,17 +108,30 @@ _STATE = sa.select(
     sa.select(sa.func.max(Partner.updated_at)).scalar_subquery(),
     sa.select(sa.func.count(Partner.partner_id)).scalar_subquery(),
     sa.select(sa.func.count(WebhookSubscription.id)).where(WebhookSubscription.active)
+    .scalar_subquery(),
+    sa.select(sa.func.count(Lead.lead_id)).where(Lead.lead_id == sa.bindparam("lead_id"))
     .scalar_subquery())
 _FREE = sa.select(RoundPartner.partner_id,
                   RoundPartner.capacity_units - RoundPartner.used_units).where(
     RoundPartner.round_id == sa.bindparam("round_id"))
 
 
-def _state(session: Session, model_version: str | None) -> tuple[tuple[Any, ...], int]:
-    """What a context depends on (the latest round, the partners, the model), and how many
-    webhook subscriptions are active: one query a request."""
-    row = session.execute(_STATE).one()
-    return (row[0], row[1], row[2], model_version), int(row[3] or 0)
+class RequestState(NamedTuple):
+    """What a request reads first, in one query (:meth:`RoutingCache.lookup`)."""
+
+    context: RoutingContext
+    #: Active webhook subscriptions (none: a routed offer writes no event).
+    subscriptions: int
+    #: The lead asked about is stored already.
+    lead_stored: bool
+
+
+def _state(session: Session, model_version: str | None, lead_id: str = ""
+           ) -> tuple[tuple[Any, ...], int, bool]:
+    """What a context depends on (the latest round, the partners, the model), how many
+    webhook subscriptions are active, and whether ``lead_id`` is stored: one query."""
+    row = session.execute(_STATE, {"lead_id": lead_id}).one()
+    return (row[0], row[1], row[2], model_version), int(row[3] or 0), bool(row[4])
 
 
 def _key(session: Session, model_version: str | None) -> tuple[Any, ...]:
@@ -196,20 +209,27 @@ class RoutingCache:
             expected_arrivals: int | None = None) -> RoutingContext:
         """The context of the latest round (built when a round, the partners or the model
         changed)."""
-        return self.lookup(session, scorer, model_version, expected_arrivals)[0]
+        return self.lookup(session, scorer, model_version, expected_arrivals).context
 
     def lookup(self, session: Session, scorer: Any, model_version: str | None,
-               expected_arrivals: int | None = None) -> tuple[RoutingContext, int]:
-        """:meth:`get`, and the number of active webhook subscriptions (same query)."""
-        key, n_subscriptions = _state(session, model_version)
+               expected_arrivals: int | None = None, lead_id: str = "") -> RequestState:
+        """:meth:`get`, the number of active webhook subscriptions, and whether ``lead_id``
+        is stored, from one query.
+
+        Raises
+        ------
+        NoRoundError
+            No round has been run (or it priced no partner).
+        """
+        key, n_subscriptions, stored = _state(session, model_version, lead_id)
         ctx = self.context
-        if ctx is not None and ctx.key == key:
-            return ctx, n_subscriptions
-        with self._lock:
-            if self.context is None or self.context.key != key:
-                self.context = build_context(session, scorer, model_version,
-                                             expected_arrivals=expected_arrivals)
-            return self.context, n_subscriptions
+        if ctx is None or ctx.key != key:
+            with self._lock:
+                if self.context is None or self.context.key != key:
+                    self.context = build_context(session, scorer, model_version,
+                                                 expected_arrivals=expected_arrivals)
+                ctx = self.context
+        return RequestState(ctx, n_subscriptions, stored)
 
     def reprice_if_due(self, sessions: sessionmaker[Session], now: datetime) -> bool:
         """Re-solve the prices when the router's checkpoint is reached; store them."""

@@ -81,17 +81,19 @@ def route(body: RouteCreate, request: Request, session: SessionDep, settings: Se
     reason says why).  The reason of a routed lead names the price that decided it."""
     model = current_model(request.app.state, settings.model_dir)
     routing = request.app.state.routing
+    record = body.lead.as_record() if body.lead is not None else None
     with conflicts_as_409(session, "lead"):
         try:
-            ctx, n_subscriptions = routing.lookup(session, model.model, model.version,
-                                                  settings.realtime_expected_arrivals)
+            ctx, n_subscriptions, stored = routing.lookup(
+                session, model.model, model.version, settings.realtime_expected_arrivals,
+                lead_id=str(record["lead_id"]) if record is not None else "")
         except NoRoundError as exc:
             raise ConflictError(str(exc)) from None
         new_values = None
         now = clock.now()
-        if body.lead is not None:
-            record = body.lead.as_record()
-            known = session.get(Lead, str(record["lead_id"]))  # a new lead: nobody declined it
+        if record is not None:
+            # a new lead (the usual case) is not read again: nobody declined it
+            known = session.get(Lead, str(record["lead_id"])) if stored else None
             scored = routing.batcher.score(
                 ctx, record, room.declined_by(session, known.lead_id) if known else ())
             lead, new_values = _new_lead(known, scored.record)
