@@ -57,11 +57,17 @@ def test_trained_model_beats_round_robin_and_never_the_oracle(channel, policy):
     assert 0.0 < quality.gap_closed <= 1.0
     assert trained.metrics["ece"] <= 0.03
     # most of the gap is partner skill by vertical, learnt from 8,000 rows: the model closes
-    # 0.67 of it here, a lead-only model (no partner_id) 0.25
-    assert quality.gap_closed >= 0.55
+    # 0.75 of it here, 0.67 from conversions alone (no funnel stage), a lead-only model
+    # (no partner_id) 0.25
+    assert quality.gap_closed >= 0.6
     lead_only = train_model(channel.history, channel.partners, exclude=["partner_id"])
     blind = evaluate_decisions(channel, policy, lead_only.model)
     assert quality.gap_closed >= blind.gap_closed + 0.25
-    # the optimizer's curse: the model's own scores promise more than they deliver
-    assert quality.model_promised > quality.model
+    conversions = train_model(channel.history, channel.partners, exclude=["stage"])
+    no_funnel = evaluate_decisions(channel, policy, conversions.model)
+    assert quality.gap_closed >= no_funnel.gap_closed + 0.04
+    # what the model promises for its own allocation is reported and close to what it
+    # delivers (the optimizer's curse would make it promise more; the shrunken partner
+    # effects make it a little cautious instead: 1.9% below here, 3.3% on the demo)
+    assert abs(quality.model_promised - quality.model) < 0.05 * quality.model
     assert set(quality.baselines) >= {"round_robin", "greedy", "rule_cascade"}
