@@ -15,6 +15,17 @@ the chosen partner's room is taken with a conditional update, so workers
 routing at once never overfill a partner.  The offer is a live assignment
 (the database refuses a second one for the lead) with an audit entry whose
 reason names the price that decided it.
+
+A request is cheap by construction (a few ms, ``bench/bench_realtime_http.py``):
+one query reads what it depends on (:meth:`RoutingCache.lookup`: the round, the
+partners, the model, active webhook subscriptions, whether the lead is stored);
+the lead is validated and scored without frames against the partner side kept
+on the context (:mod:`service.route_scoring`); :func:`plan_route` reads room
+and decides before any write, and :func:`store_route` writes the lead, room,
+candidates, offer and audit entries with one table-level statement each, so the
+write transaction (one writer at a time on SQLite, queued on the app's write
+lock) holds only those and the commit.  The LP re-solve runs outside the lock
+decisions take.
 """
 
 from __future__ import annotations
