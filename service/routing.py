@@ -251,12 +251,13 @@ class RoutingCache:
         result = ctx.router.reprice()
         prices = dict(zip(ctx.router.partner_ids, result.price.tolist(), strict=True))
         source = (f"{result.price_source}, re-solved on {result.n_leads} leads")[:64]
-        rows = [{"r": ctx.round_id, "p": pid, "price": float(price)} for pid, price in
-                prices.items()]
         c = table_of(RoundPartner).c
-        update = (sa.update(table_of(RoundPartner))
-                  .where(c.round_id == sa.bindparam("r"), c.partner_id == sa.bindparam("p"))
-                  .values(price=sa.bindparam("price"), price_source=source, priced_at=now))
+        # one statement for every partner (CASE on the id): under the write lock, each
+        # statement of an executemany gives the GIL away and waits to get it back
+        update = (sa.update(table_of(RoundPartner)).where(c.round_id == ctx.round_id)
+                  .values(price=sa.case({pid: float(p) for pid, p in prices.items()},
+                                        value=c.partner_id, else_=c.price),
+                          price_source=source, priced_at=now))
         with sessions() as session:
             # The connection first, then the write lock, in that order as requests take them:
             # holding the lock while waiting for a connection that requests queued on the lock
@@ -265,7 +266,7 @@ class RoutingCache:
             session.connection()
             with self.write_lock or nullcontext():
                 room.lock(session)
-                session.execute(update, rows)  # one statement for every partner
+                session.execute(update)
                 audit.record(session, actor="router", actor_role="system",
                              action="prices.repriced", entity_type="round",
                              entity_id=str(ctx.round_id), round_id=ctx.round_id,

@@ -199,6 +199,9 @@ def test_prices_are_re_solved_as_arrivals_consume_capacity(db_url: str,
             entry = s.scalars(sa.select(AuditEntry).where(
                 AuditEntry.action == "prices.repriced")).one()
             assert set(entry.detail["prices"]) == {"P1", "P2", "P3", "P4", "P5", "P6"}
+            stored = dict(s.execute(sa.select(RoundPartner.partner_id, RoundPartner.price)
+                                    .where(RoundPartner.round_id == entry.round_id)).all())
+            assert stored == pytest.approx(entry.detail["prices"])  # each partner its own
         # A routed lead that is rejected is re-routed from its stored scores, like any other.
         a = svc.live()["L40"]
         r = svc.post(f"/offers/{a.id}/reject", svc.partner[a.partner_id],
