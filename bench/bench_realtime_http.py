@@ -11,7 +11,9 @@ part of its leads (its prices and pairs feed the router).  Then, in one run:
    (its background job every 5 s: sweep, re-pricing, webhooks), sent
    ``POST /route`` with new leads at a fixed rate (open loop: each request
    leaves on schedule whether or not earlier ones have returned) for a bounded
-   time; latency is measured at the client.
+   time, after ``4 × workers`` untimed requests on new connections (every worker
+   builds its routing context on its first request); latency is measured at the
+   client.
 
 The decision alone (``RealtimeRouter.route``) is timed too.  Reported: p50,
 p90, p99 and max per mode, the rate answers came back at, the HTTP/in-process
@@ -187,13 +189,32 @@ def decision_only(db_url: str, n: int) -> np.ndarray:
 
 
 def serve(db_url: str, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``uvicorn`` serving the app on 127.0.0.1:``port``; returns once ``/health`` answers.
+
+    Several workers share a listening socket made here with ``TCP_NODELAY`` (passed by
+    ``--fd``; accepted connections inherit the option): the one ``uvicorn --workers``
+    binds itself lacks it, and every answer then waits ~40 ms (Nagle's algorithm
+    against the client's delayed ACK).
+    """
     env = {**os.environ, "FAIRLEAD_DATABASE_URL": db_url,
            "FAIRLEAD_MODEL_DIR": str(log.parent / "models"),
            "FAIRLEAD_LIFECYCLE_INTERVAL_S": "5", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-           "--no-access-log", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+           "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
+    listener = None
+    if workers > 1:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(2048)
+        cmd += ["--fd", str(listener.fileno())]
+    else:
+        cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            pass_fds=() if listener is None else (listener.fileno(),))
+    if listener is not None:
+        listener.close()  # the server holds its own copy
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -209,23 +230,31 @@ def serve(db_url: str, port: int, log: Path, workers: int) -> subprocess.Popen[b
 
 
 def over_http(port: int, token: str, arrivals: list[dict[str, Any]], rate: float,
-              seconds: float) -> tuple[np.ndarray, int, int, float]:
+              seconds: float, warm: int = 1) -> tuple[np.ndarray, int, int, float]:
     """Open-loop load: request k leaves at ``k / rate`` s; latency measured at the client.
+
+    The first ``warm`` leads go first, untimed, each on a new connection (so that every
+    worker has built its routing context), the last on the client's own pool.
 
     Returns latencies (ms), leads routed, errors, and the rate at which answers came back.
     """
-    n = min(len(arrivals), int(rate * seconds))
+    headers = {"X-API-Key": token}
+    url = f"http://127.0.0.1:{port}"
+    for row in arrivals[:warm - 1]:
+        httpx.post(f"{url}/route", headers=headers, json={"lead": row}, timeout=60)
+    timed = arrivals[warm:]
+    n = min(len(timed), int(rate * seconds))
     lat = np.full(n, np.nan)
     routed = errors = 0
     lock = threading.Lock()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": token},
-                          timeout=10, limits=httpx.Limits(max_connections=64))
+    client = httpx.Client(base_url=url, headers=headers, timeout=10,
+                          limits=httpx.Limits(max_connections=64))
 
     def send(k: int) -> None:
         nonlocal routed, errors
         t0 = time.perf_counter()
         try:
-            r = client.post("/route", json={"lead": arrivals[k]})
+            r = client.post("/route", json={"lead": timed[k]})
             ok, is_routed = r.status_code == 200, r.status_code == 200 and r.json()["routed"]
         except httpx.HTTPError:
             ok, is_routed = False, False
@@ -234,18 +263,17 @@ def over_http(port: int, token: str, arrivals: list[dict[str, Any]], rate: float
             errors += not ok
             routed += bool(is_routed)
 
-    # warm the connection pool and the server's routing context (built on first use)
-    client.post("/route", json={"lead": arrivals[0]})
+    client.post("/route", json={"lead": arrivals[warm - 1]})  # the client's connection
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=32) as pool:
-        for k in range(1, n):
+        for k in range(n):
             delay = start + k / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             pool.submit(send, k)
-    served = (n - 1) / (time.perf_counter() - start)
+    served = n / (time.perf_counter() - start)
     client.close()
-    return lat[1:], routed, errors, served
+    return lat, routed, errors, served
 
 
 def _stats(ms: np.ndarray) -> str:
@@ -277,8 +305,9 @@ def run(args: argparse.Namespace, folder: Path, db_url: str) -> None:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     n_http = [int(r * args.seconds) for r in rates]
     t0 = time.perf_counter()
+    warm = 4 * args.workers
     token, arrivals = setup(db_url, args.partners, args.round_leads,
-                            args.in_process + sum(n_http) + len(rates), args.seed)
+                            args.in_process + sum(n_http) + len(rates) * warm, args.seed)
     print(f"setup: {args.partners} partners, round of {args.round_leads} leads, "
           f"{time.perf_counter() - t0:.1f} s; database {db_url.split('@')[-1]}")
 
@@ -293,9 +322,9 @@ def run(args: argparse.Namespace, folder: Path, db_url: str) -> None:
     try:
         at = args.in_process
         for rate, n in zip(rates, n_http, strict=True):
-            lat, routed, errors, served = over_http(port, token, arrivals[at:at + n + 1], rate,
-                                                    args.seconds)
-            at += n + 1
+            lat, routed, errors, served = over_http(port, token, arrivals[at:at + warm + n],
+                                                    rate, args.seconds, warm)
+            at += warm + n
             lat = lat[np.isfinite(lat)]
             runs.append((rate, lat))
             print(f"HTTP POST /route at {rate:5.0f}/s -> {served:5.1f}/s: {_stats(lat)}  "
