@@ -97,9 +97,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def setup(db_url: str, n_partners: int, n_round: int, n_arrivals: int, seed: int
-          ) -> tuple[str, list[dict[str, Any]]]:
-    """A migrated database with partners, a round, and an admin token; the arrivals to route."""
+def setup(db_url: str, n_partners: int, n_round: int, n_arrivals: int, seed: int,
+          model_dir: Path, model: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    """A migrated database with partners, a round, and an admin token; the arrivals to route.
+
+    With ``model``, a conversion model is trained on the channel's history and promoted in
+    ``model_dir`` first, so the round and every request score with it.
+    """
     from fastapi.testclient import TestClient
 
     from models.simulate import simulate_channel
@@ -107,12 +111,16 @@ def setup(db_url: str, n_partners: int, n_round: int, n_arrivals: int, seed: int
     from service.db.keys import create_key
     from service.settings import Settings
 
-    ch = simulate_channel(n_partners, n_round + n_arrivals, 10, seed)
+    ch = simulate_channel(n_partners, n_round + n_arrivals, 20_000 if model else 10, seed)
+    if model:
+        from models.train import train_model
+
+        trained = train_model(ch.history, ch.partners, model_dir=model_dir, promote=True)
+        print(f"model: {trained.version} ({trained.chosen}), trained on {len(ch.history)} rows")
     partners = ch.partners.copy()
     partners["capacity"] = partners["capacity"] * 4  # room for the day's arrivals as well
     leads = _rows(ch.leads)
-    settings = Settings(database_url=db_url, model_dir=Path(tempfile.mkdtemp()) / "models",
-                        lifecycle_interval_s=None)
+    settings = Settings(database_url=db_url, model_dir=model_dir, lifecycle_interval_s=None)
     app = create_app(settings)
     with TestClient(app) as client:
         with app.state.sessionmaker() as s:
@@ -128,10 +136,12 @@ def setup(db_url: str, n_partners: int, n_round: int, n_arrivals: int, seed: int
     return token, leads[n_round:]
 
 
-def in_process(db_url: str, arrivals: list[dict[str, Any]]) -> tuple[np.ndarray, int]:
+def in_process(db_url: str, arrivals: list[dict[str, Any]], model_dir: Path
+               ) -> tuple[np.ndarray, int]:
     """Milliseconds per lead of the service function (what the endpoint runs), and routed."""
     import pandas as pd
 
+    from models.registry import ModelRegistry
     from service.db import leads as leads_repo
     from service.db.engine import make_engine, make_sessionmaker
     from service.db.reroute import Actor
@@ -142,12 +152,15 @@ def in_process(db_url: str, arrivals: list[dict[str, Any]]) -> tuple[np.ndarray,
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     cache, clock, actor = RoutingCache(), SystemClock(), Actor("bench", "admin")
+    registry = ModelRegistry(model_dir)
+    version = registry.promoted() if model_dir.exists() else None
+    model = registry.load(version) if version else None
     out, routed = [], 0
     try:
         for row in arrivals:
             t0 = time.perf_counter()
             with sessions() as s:  # what POST /route does, minus HTTP
-                ctx = cache.get(s, None, None)
+                ctx = cache.get(s, model, version)
                 scored = cache.batcher.score(ctx, row)
                 leads_repo.ingest_leads(s, pd.DataFrame([scored.record]), "bench", "admin")
                 s.flush()
@@ -293,6 +306,9 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="database URL (default: a new SQLite file)")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--model", action="store_true",
+                    help="score with a conversion model trained on 20k history rows "
+                         "(default: the heuristic prior)")
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-route-"))
@@ -307,12 +323,13 @@ def run(args: argparse.Namespace, folder: Path, db_url: str) -> None:
     t0 = time.perf_counter()
     warm = 4 * args.workers
     token, arrivals = setup(db_url, args.partners, args.round_leads,
-                            args.in_process + sum(n_http) + len(rates) * warm, args.seed)
+                            args.in_process + sum(n_http) + len(rates) * warm, args.seed,
+                            folder / "models", model=args.model)
     print(f"setup: {args.partners} partners, round of {args.round_leads} leads, "
           f"{time.perf_counter() - t0:.1f} s; database {db_url.split('@')[-1]}")
 
     decide = decision_only(db_url, 2000)
-    local, local_routed = in_process(db_url, arrivals[:args.in_process])
+    local, local_routed = in_process(db_url, arrivals[:args.in_process], folder / "models")
     print(f"decision only (RealtimeRouter.route):  {_stats(decide)}")
     print(f"in process (what POST /route runs):    {_stats(local)}  "
           f"routed {local_routed}/{local.size}")
