@@ -39,7 +39,7 @@ RULE_ORDER = ("inactive", "territory", "certification", "rejected", "account_own
 COUNT_COLUMNS = ("qualification", *RULE_ORDER, "eligible")
 
 
-def _as_tuple(cell: Any) -> tuple[str, ...]:
+def as_tuple(cell: Any) -> tuple[str, ...]:
     """A list cell as a tuple; ``;``-separated text is split so raw frames also work."""
     if isinstance(cell, str):
         return tuple(t.strip() for t in cell.split(";") if t.strip())
@@ -444,8 +444,8 @@ def find_eligible_pairs(partners: pd.DataFrame, leads: pd.DataFrame, policy: Pol
     n_leads, n_partners = len(leads), len(partners)
     lead_ids = pd.Index(leads["lead_id"].to_numpy())
     partner_ids = pd.Index(partners["partner_id"].to_numpy())
-    regions = [_as_tuple(c) for c in partners["regions"]]
-    certs = [_as_tuple(c) for c in _optional(partners, "certifications").to_numpy(dtype=object)]
+    regions = [as_tuple(c) for c in partners["regions"]]
+    certs = [as_tuple(c) for c in _optional(partners, "certifications").to_numpy(dtype=object)]
     region, country, product = (_optional(leads, c) for c in ("region", "country", "product"))
     territories = pd.Index(sorted({t for c in regions for t in c}))
     # a product nobody is certified for still needs its own (all False) column

@@ -30,27 +30,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator.eligibility import gate_reason, no_partner_reason
+from allocator.eligibility import as_tuple, gate_reason, no_partner_reason
 from allocator.policy import Policy
 
 #: Distinct (region, country, product) lists kept; a day's arrivals use far fewer.
 MAX_GROUPS = 4096
 
 
-def _as_tuple(cell: Any) -> tuple[str, ...]:
-    """A list cell as a tuple (``;``-separated text split), as eligibility reads it."""
-    if isinstance(cell, str):
-        return tuple(t.strip() for t in cell.split(";") if t.strip())
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
-        return ()
-    return tuple(str(t) for t in cell)
-
-
 def _holders(cells: Iterable[Any], n: int) -> dict[str, np.ndarray]:
     """Item -> boolean vector of the partners whose list cell holds it."""
     out: dict[str, np.ndarray] = {}
     for j, cell in enumerate(cells):
-        for item in _as_tuple(cell):
+        for item in as_tuple(cell):
             out.setdefault(item, np.zeros(n, dtype=bool))[j] = True
     return out
 

@@ -52,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from allocator.eligibility import as_tuple
 from allocator.errors import InputError, InputProblem
 from models.encoding import (
     MAX_CATEGORIES,
@@ -127,14 +128,6 @@ class FeatureSpec:
         return self.op == "category"
 
 
-def _as_tuple(cell: Any) -> tuple[str, ...]:
-    if isinstance(cell, str):
-        return tuple(t.strip() for t in cell.split(";") if t.strip())
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
-        return ()
-    return tuple(str(t) for t in cell)
-
-
 def _compute(spec: FeatureSpec, frame: pd.DataFrame) -> np.ndarray:
     col = frame[spec.column]
     if spec.op in ("category", "frequency"):
@@ -152,7 +145,7 @@ def _compute(spec: FeatureSpec, frame: pd.DataFrame) -> np.ndarray:
     if spec.op == "present":
         return (as_text(col).str.strip().fillna("") != "").to_numpy(np.float64)
     if spec.op == "list_len":
-        return np.fromiter((len(_as_tuple(c)) for c in col), np.float64, len(col))
+        return np.fromiter((len(as_tuple(c)) for c in col), np.float64, len(col))
     # backlog_ratio: open leads per unit of capacity (capacity 0 counts as 1)
     cap = np.clip(as_numbers(frame["capacity"]), 1, None)
     return as_numbers(col) / cap
@@ -168,7 +161,7 @@ def _block(frame: pd.DataFrame, specs: Iterable[FeatureSpec], n: int) -> np.ndar
 
 def _membership(cells: Iterable[Any], vocab: pd.Index) -> np.ndarray:
     """Boolean table partners × (len(vocab) + 1); the last column (code -1) is all False."""
-    tuples = [_as_tuple(c) for c in cells]
+    tuples = [as_tuple(c) for c in cells]
     table = np.zeros((len(tuples), len(vocab) + 1), dtype=bool)
     rows = np.repeat(np.arange(len(tuples)), [len(t) for t in tuples])
     codes = vocab.get_indexer(pd.Index([i for t in tuples for i in t], dtype=object))
@@ -261,7 +254,6 @@ class FeatureBuilder:
         X : ndarray of shape (n_rows, n_features)
         """
         history = history.reset_index(drop=True)
-        self.funnel_ = stage is not None
         self._check_not_empty(history, partners)
         self.partner_aware_ = "partner_id" in history.columns
         if self.partner_aware_:
@@ -585,8 +577,7 @@ class FeatureBuilder:
         if self.effects_:
             fixed = self._fixed(self.transform_history(history, partners))
             self.effect_table_ = fit_effects(keys[1], keys[2], fixed, y, *self.effect_sds_,
-                                             stage=stage if getattr(self, "funnel_", False)
-                                             else None)
+                                             stage=stage)
 
     def _fit_fixed_scaler(self, X: np.ndarray) -> np.ndarray:
         """Learn how to standardize the fixed-effect columns; return them for ``X``."""
@@ -645,7 +636,7 @@ class FeatureBuilder:
                     self._effects(leads, ids))
         for name, lead_cols in self.pair_lead_columns_.items():
             plist = _PAIR_SOURCES[name][0]
-            vocab = pd.Index(sorted({i for c in partners[plist] for i in _as_tuple(c)}),
+            vocab = pd.Index(sorted({i for c in partners[plist] for i in as_tuple(c)}),
                              dtype=object)
             tables[name] = _membership(partners[plist], vocab)
             codes = []

@@ -99,13 +99,6 @@ class MixedFit:
         c = self.cell_keys.get_indexer(pd.Index(np.asarray(cell, dtype=object)))
         return (np.append(self.partner_effect, 0.0)[p], np.append(self.cell_effect, 0.0)[c])
 
-    def conversion_logit(self, fixed: np.ndarray, partner: np.ndarray,
-                         cell: np.ndarray) -> np.ndarray:
-        """Log-odds of conversion of rows (fixed columns standardized as in the fit)."""
-        pe, ce = self.lookup(partner, cell)
-        return np.asarray(self.intercept + np.asarray(fixed, dtype=float) @ self.fixed_coef
-                          + pe + ce, dtype=np.float64)
-
 
 def fit_mixed(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, lo: np.ndarray,
               hi: np.ndarray, n_levels: int, conversion_level: int, sd_partner: float,
@@ -162,6 +155,7 @@ def fit_mixed(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, lo: np.n
     s_c = slice(n_t + k + n_p, None)
     up_rows, low_rows = np.flatnonzero(has_upper), np.flatnonzero(has_lower)
     up_idx, low_idx = upper[has_upper], lower[has_lower]
+    only_up, only_low = has_upper & ~has_lower, has_lower & ~has_upper
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         theta, beta, zp, zc = x[s_t], x[s_b], x[s_p], x[s_c]
@@ -174,7 +168,6 @@ def fit_mixed(partner: np.ndarray, cell: np.ndarray, fixed: np.ndarray, lo: np.n
         # log(a − b) without cancellation: for a binary row one side is exact (1 or 0)
         with np.errstate(divide="ignore"):
             logp = np.log(np.maximum(prob, 1e-300))
-        only_up, only_low = has_upper & ~has_lower, has_lower & ~has_upper
         logp[only_up] = log_expit(eta[only_up] + theta[upper[only_up]])
         logp[only_low] = log_expit(-(eta[only_low] + theta[lower[only_low]]))
         prob = np.maximum(prob, 1e-300)

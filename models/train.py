@@ -269,7 +269,7 @@ def train_model(
     partners_hash = None if partners is None else fingerprint(partners)
     history, partners = _apply_exclude(history.drop(columns=[target]), partners, exclude, target)
     _check_size(y_all)
-    stage_all = stage_levels(history, y_all) if target != STAGE_COLUMN else None
+    stage_all = stage_levels(history, y_all)
     if STAGE_COLUMN in history.columns:
         history = history.drop(columns=[STAGE_COLUMN])
     if stage_all is not None:
